@@ -1,0 +1,3 @@
+//! # modelopt-distill
+//!
+//! Knowledge distillation: training a small student to imitate a large teacher.

@@ -1,0 +1,3 @@
+//! # modelopt-io
+//!
+//! Model files: safetensors and GGUF.

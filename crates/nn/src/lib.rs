@@ -1,0 +1,3 @@
+//! # modelopt-nn
+//!
+//! The smallest honest trainable network: dense layers, activations, optimizers.

@@ -1,0 +1,3 @@
+//! # modelopt-prune
+//!
+//! Pruning: removing the weights and channels that matter least.

@@ -1,0 +1,185 @@
+//! The GGML block formats of llama.cpp, bit-exact with its reference quantizers.
+//!
+//! A row of `n` floats (`n` a multiple of the type's block size) becomes `n / block_size`
+//! blocks of `type_size` bytes each.
+
+/// A GGML tensor type: its GGUF type id, block size (elements) and block byte size.
+///
+/// ```
+/// use modelopt_quantize::ggml::GgmlType;
+/// assert_eq!(GgmlType::Q4_0.block_size(), 32);
+/// assert_eq!(GgmlType::Q4_0.type_size(), 18);
+/// assert_eq!(GgmlType::Q4_0.row_bytes(64)?, 36);
+/// assert_eq!(GgmlType::from_id(12), Some(GgmlType::Q4_K));
+/// # Ok::<(), modelopt_quantize::QuantError>(())
+/// ```
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GgmlType {
+    /// 32-bit float.
+    F32,
+    /// IEEE half.
+    F16,
+    /// 32 weights: f16 scale + 32 x 4-bit codes (offset 8).
+    Q4_0,
+    /// 32 weights: f16 scale, f16 min + 32 x 4-bit codes.
+    Q4_1,
+    /// 32 weights: f16 scale, 32 high bits, 32 x 4-bit low parts (offset 16).
+    Q5_0,
+    /// 32 weights: f16 scale, f16 min, 32 high bits, 32 x 4-bit low parts.
+    Q5_1,
+    /// 32 weights: f16 scale + 32 x i8.
+    Q8_0,
+    /// 256-weight super-block, 2-bit.
+    Q2_K,
+    /// 256-weight super-block, 3-bit.
+    Q3_K,
+    /// 256-weight super-block, 4-bit with 6-bit sub-block scales and mins.
+    Q4_K,
+    /// 256-weight super-block, 5-bit.
+    Q5_K,
+    /// 256-weight super-block, 6-bit with 8-bit sub-block scales.
+    Q6_K,
+    /// bfloat16.
+    BF16,
+}
+
+impl GgmlType {
+    /// Every type this crate knows, in GGUF id order.
+    pub const ALL: [GgmlType; 13] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::BF16,
+    ];
+
+    /// The type id used in GGUF tensor infos (`enum ggml_type`).
+    ///
+    /// ```
+    /// assert_eq!(modelopt_quantize::ggml::GgmlType::Q8_0.id(), 8);
+    /// ```
+    pub const fn id(self) -> u32 {
+        match self {
+            GgmlType::F32 => 0,
+            GgmlType::F16 => 1,
+            GgmlType::Q4_0 => 2,
+            GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
+            GgmlType::Q5_1 => 7,
+            GgmlType::Q8_0 => 8,
+            GgmlType::Q2_K => 10,
+            GgmlType::Q3_K => 11,
+            GgmlType::Q4_K => 12,
+            GgmlType::Q5_K => 13,
+            GgmlType::Q6_K => 14,
+            GgmlType::BF16 => 30,
+        }
+    }
+
+    /// The type with GGUF id `id`, if this crate knows it.
+    ///
+    /// ```
+    /// assert_eq!(modelopt_quantize::ggml::GgmlType::from_id(4), None); // Q4_2 was removed
+    /// ```
+    pub fn from_id(id: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.id() == id)
+    }
+
+    /// Elements per block.
+    ///
+    /// ```
+    /// assert_eq!(modelopt_quantize::ggml::GgmlType::Q6_K.block_size(), 256);
+    /// ```
+    pub const fn block_size(self) -> usize {
+        match self {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
+                32
+            }
+            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+                256
+            }
+        }
+    }
+
+    /// Bytes per block.
+    ///
+    /// ```
+    /// assert_eq!(modelopt_quantize::ggml::GgmlType::Q8_0.type_size(), 34);
+    /// ```
+    pub const fn type_size(self) -> usize {
+        match self {
+            GgmlType::F32 => 4,
+            GgmlType::F16 | GgmlType::BF16 => 2,
+            GgmlType::Q4_0 => 18,
+            GgmlType::Q4_1 => 20,
+            GgmlType::Q5_0 => 22,
+            GgmlType::Q5_1 => 24,
+            GgmlType::Q8_0 => 34,
+            GgmlType::Q2_K => 84,
+            GgmlType::Q3_K => 110,
+            GgmlType::Q4_K => 144,
+            GgmlType::Q5_K => 176,
+            GgmlType::Q6_K => 210,
+        }
+    }
+
+    /// The lower-case name llama.cpp uses (`"q4_0"`, `"q4_K"`, `"f32"`, ...).
+    ///
+    /// ```
+    /// assert_eq!(modelopt_quantize::ggml::GgmlType::Q4_K.name(), "q4_K");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "f32",
+            GgmlType::F16 => "f16",
+            GgmlType::Q4_0 => "q4_0",
+            GgmlType::Q4_1 => "q4_1",
+            GgmlType::Q5_0 => "q5_0",
+            GgmlType::Q5_1 => "q5_1",
+            GgmlType::Q8_0 => "q8_0",
+            GgmlType::Q2_K => "q2_K",
+            GgmlType::Q3_K => "q3_K",
+            GgmlType::Q4_K => "q4_K",
+            GgmlType::Q5_K => "q5_K",
+            GgmlType::Q6_K => "q6_K",
+            GgmlType::BF16 => "bf16",
+        }
+    }
+
+    /// Bits of storage per weight (`type_size * 8 / block_size`).
+    ///
+    /// ```
+    /// assert_eq!(modelopt_quantize::ggml::GgmlType::Q4_0.bits_per_weight(), 4.5);
+    /// ```
+    pub fn bits_per_weight(self) -> f64 {
+        (self.type_size() * 8) as f64 / self.block_size() as f64
+    }
+
+    /// Bytes of a row of `n` elements; an error unless `n` is a multiple of the block size.
+    ///
+    /// ```
+    /// assert!(modelopt_quantize::ggml::GgmlType::Q4_K.row_bytes(100).is_err());
+    /// ```
+    pub fn row_bytes(self, n: usize) -> crate::Result<usize> {
+        let bs = self.block_size();
+        if n % bs != 0 {
+            return Err(modelopt_tensor_core::CoreError::invalid(
+                "row length",
+                format!("{n} is not a multiple of the {} block size {bs}", self.name()),
+            )
+            .into());
+        }
+        Ok(n / bs * self.type_size())
+    }
+}

@@ -1,0 +1,262 @@
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use crate::{GgufFile, IoError, QuantLayout, Result, SafetensorsFile, TensorInfo, quant_layouts};
+
+/// A model file format.
+///
+/// ```
+/// use modelopt_io::FileFormat;
+/// assert_eq!(FileFormat::from_extension("out/model.GGUF"), Some(FileFormat::Gguf));
+/// assert_eq!(FileFormat::from_extension("m.safetensors"), Some(FileFormat::Safetensors));
+/// assert_eq!(FileFormat::from_extension("m.bin"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileFormat {
+    /// Hugging Face safetensors.
+    Safetensors,
+    /// GGUF (llama.cpp).
+    Gguf,
+}
+
+impl FileFormat {
+    /// The format a path's extension names (`.gguf`, `.safetensors`, case-insensitive).
+    ///
+    /// ```
+    /// assert_eq!(modelopt_io::FileFormat::from_extension("x"), None);
+    /// ```
+    pub fn from_extension(path: impl AsRef<Path>) -> Option<Self> {
+        let ext = path.as_ref().extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "gguf" => Some(FileFormat::Gguf),
+            "safetensors" => Some(FileFormat::Safetensors),
+            _ => None,
+        }
+    }
+
+    /// The format of the file at `path`, from its first bytes (GGUF magic, else safetensors).
+    ///
+    /// ```
+    /// assert!(modelopt_io::FileFormat::detect("/nonexistent").is_err());
+    /// ```
+    pub fn detect(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut head = [0u8; 4];
+        let mut f = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+        let n = f.read(&mut head).map_err(|e| IoError::io(path, e))?;
+        Ok(if n == 4 && &head == b"GGUF" {
+            FileFormat::Gguf
+        } else {
+            FileFormat::Safetensors
+        })
+    }
+
+    /// `"safetensors"` or `"gguf"`.
+    ///
+    /// ```
+    /// assert_eq!(modelopt_io::FileFormat::Gguf.name(), "gguf");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Safetensors => "safetensors",
+            FileFormat::Gguf => "gguf",
+        }
+    }
+}
+
+/// One tensor of a [`Checkpoint`] as a model sees it: logical dtype and shape (a quantized
+/// safetensors tensor shows its block type and f32 shape), and the bytes it takes on disk.
+///
+/// ```no_run
+/// let c = modelopt_io::Checkpoint::open("model.safetensors")?;
+/// for t in c.tensors() { println!("{} {} {:?} {}", t.info.name, t.info.dtype, t.info.shape, t.stored_bytes); }
+/// # Ok::<(), modelopt_io::IoError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointTensor {
+    /// Name, logical dtype and logical shape.
+    pub info: TensorInfo,
+    /// Bytes the tensor occupies in the file (codes and companions).
+    pub stored_bytes: usize,
+}
+
+/// A safetensors or GGUF file opened for reading, with quantized tensors seen through their
+/// logical type (see docs/formats.md for the safetensors convention).
+///
+/// ```
+/// use modelopt_io::{Checkpoint, DType, SafetensorsWriter, TensorInfo, f32_to_bytes};
+/// let path = std::env::temp_dir().join(format!("modelopt-ckpt-doc-{}.safetensors", std::process::id()));
+/// let mut w = SafetensorsWriter::create(&path, vec![TensorInfo::new("w", DType::F32, vec![1, 2])], Default::default())?;
+/// w.write_tensor("w", &f32_to_bytes(&[0.5, 1.5]))?;
+/// w.finish()?;
+/// let c = Checkpoint::open(&path)?;
+/// assert_eq!(c.tensors()[0].stored_bytes, 8);
+/// assert_eq!(c.tensor_f32("w")?, vec![0.5, 1.5]);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), modelopt_io::IoError>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Checkpoint {
+    /// A safetensors file and the quantized tensors its metadata declares.
+    Safetensors(SafetensorsFile, BTreeMap<String, QuantLayout>),
+    /// A GGUF file.
+    Gguf(GgufFile),
+}
+
+impl Checkpoint {
+    /// Opens `path`, detecting the format from its first bytes, and checks any quantized-tensor
+    /// declarations against the stored tensors.
+    ///
+    /// ```
+    /// assert!(modelopt_io::Checkpoint::open("/nonexistent.gguf").is_err());
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        match FileFormat::detect(path)? {
+            FileFormat::Gguf => Ok(Checkpoint::Gguf(GgufFile::open(path)?)),
+            FileFormat::Safetensors => {
+                let f = SafetensorsFile::open(path)?;
+                let layouts = quant_layouts(f.metadata())
+                    .map_err(|e| IoError::format(path, e.to_string()))?;
+                for (name, q) in &layouts {
+                    let stored = f.tensor(name).map_err(|_| {
+                        IoError::format(
+                            path,
+                            format!(
+                                "metadata declares quantized tensor `{name}` that is not stored"
+                            ),
+                        )
+                    })?;
+                    let (dtype, shape) = q
+                        .storage()
+                        .map_err(|e| IoError::format(path, format!("tensor `{name}`: {e}")))?;
+                    if stored.dtype != dtype || stored.shape != shape {
+                        return Err(IoError::format(
+                            path,
+                            format!(
+                                "tensor `{name}`: stored as {} {:?}, its {} descriptor needs {dtype} {shape:?}",
+                                stored.dtype,
+                                stored.shape,
+                                q.dtype()
+                            ),
+                        ));
+                    }
+                }
+                Ok(Checkpoint::Safetensors(f, layouts))
+            }
+        }
+    }
+
+    /// The file's format.
+    ///
+    /// ```no_run
+    /// let c = modelopt_io::Checkpoint::open("model.gguf")?;
+    /// assert_eq!(c.format(), modelopt_io::FileFormat::Gguf);
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn format(&self) -> FileFormat {
+        match self {
+            Checkpoint::Safetensors(..) => FileFormat::Safetensors,
+            Checkpoint::Gguf(_) => FileFormat::Gguf,
+        }
+    }
+
+    /// The file's path.
+    ///
+    /// ```no_run
+    /// let c = modelopt_io::Checkpoint::open("model.gguf")?;
+    /// println!("{}", c.path().display());
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn path(&self) -> &Path {
+        match self {
+            Checkpoint::Safetensors(f, _) => f.path(),
+            Checkpoint::Gguf(f) => f.path(),
+        }
+    }
+
+    /// Every tensor with its logical dtype and shape, in file order.
+    ///
+    /// ```no_run
+    /// let n = modelopt_io::Checkpoint::open("model.gguf")?.tensors().len();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn tensors(&self) -> Vec<CheckpointTensor> {
+        let stored = |t: &TensorInfo| t.bytes().unwrap_or(0); // ok: validated at open
+        match self {
+            Checkpoint::Gguf(f) => f
+                .tensors()
+                .iter()
+                .map(|t| CheckpointTensor {
+                    info: t.clone(),
+                    stored_bytes: stored(t),
+                })
+                .collect(),
+            Checkpoint::Safetensors(f, layouts) => f
+                .tensors()
+                .iter()
+                .map(|t| match layouts.get(&t.name) {
+                    Some(q) => CheckpointTensor {
+                        info: TensorInfo::new(t.name.clone(), q.dtype(), q.shape().to_vec()),
+                        stored_bytes: stored(t),
+                    },
+                    None => CheckpointTensor {
+                        info: t.clone(),
+                        stored_bytes: stored(t),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// The stored bytes of tensor `name`, untouched.
+    ///
+    /// ```no_run
+    /// let c = modelopt_io::Checkpoint::open("model.safetensors")?;
+    /// let raw = c.tensor_bytes("position_ids")?;
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
+        match self {
+            Checkpoint::Safetensors(f, _) => f.tensor_bytes(name),
+            Checkpoint::Gguf(f) => f.tensor_bytes(name),
+        }
+    }
+
+    /// Tensor `name` as f32 (row-major, logical shape): plain floats converted, quantized tensors
+    /// dequantized. Integer tensors are an error.
+    ///
+    /// ```no_run
+    /// let w = modelopt_io::Checkpoint::open("model.gguf")?.tensor_f32("output.weight")?;
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
+        match self {
+            Checkpoint::Gguf(f) => f.tensor_f32(name),
+            Checkpoint::Safetensors(f, layouts) => match layouts.get(name) {
+                None => f.tensor_f32(name),
+                Some(q) => {
+                    let logical = TensorInfo::new(name, q.dtype(), q.shape().to_vec());
+                    crate::quantized::to_f32(&logical, f.tensor_bytes(name)?)
+                        .map_err(|e| IoError::format(f.path(), format!("tensor `{name}`: {e}")))
+                }
+            },
+        }
+    }
+
+    /// Drops the memory pages of tensor `name` after processing it.
+    ///
+    /// ```no_run
+    /// modelopt_io::Checkpoint::open("model.gguf")?.release("output.weight")?;
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn release(&self, name: &str) -> Result<()> {
+        match self {
+            Checkpoint::Safetensors(f, _) => f.release(name),
+            Checkpoint::Gguf(f) => f.release(name),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Row-parallel quantization of one tensor, with the reconstruction error measured on the fly.
+
+use modelopt_quantize::ggml::GgmlType;
+use rayon::prelude::*;
+
+/// A quantized tensor and the sums its SQNR is computed from.
+pub struct Quantized {
+    /// The GGML blocks, row after row.
+    pub bytes: Vec<u8>,
+    /// Sum of squared inputs.
+    pub sum_sq_x: f64,
+    /// Sum of squared reconstruction errors.
+    pub sum_sq_err: f64,
+}
+
+impl Quantized {
+    /// `10 log10(sum x^2 / sum err^2)`, `+inf` for an exact reconstruction.
+    pub fn sqnr_db(&self) -> f64 {
+        if self.sum_sq_err == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (self.sum_sq_x / self.sum_sq_err).log10()
+        }
+    }
+}
+
+/// Elements per parallel work item: enough to amortise scheduling, small enough to balance.
+const CHUNK_ELEMENTS: usize = 1 << 16;
+
+/// Quantizes `src` (rows of `row_len`) to `ty` in parallel over groups of rows, dequantizing each
+/// group into a small local buffer to accumulate the error, so memory stays at input + output.
+pub fn quantize_ggml(ty: GgmlType, src: &[f32], row_len: usize) -> Result<Quantized, String> {
+    let row_bytes = ty.row_bytes(row_len).map_err(|e| e.to_string())?;
+    if row_len == 0 || !src.len().is_multiple_of(row_len) {
+        return Err(format!(
+            "{} elements are not whole rows of {row_len}",
+            src.len()
+        ));
+    }
+    let rows = src.len() / row_len;
+    let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
+    let mut bytes = vec![0u8; rows * row_bytes];
+    let (sum_sq_x, sum_sq_err) = bytes
+        .par_chunks_mut(rows_per_chunk * row_bytes)
+        .zip(src.par_chunks(rows_per_chunk * row_len))
+        .enumerate()
+        .map(|(chunk, (dst, x))| {
+            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                return Err(format!(
+                    "non-finite value {} at flat index {}",
+                    x[i],
+                    chunk * rows_per_chunk * row_len + i
+                ));
+            }
+            let mut back = vec![0.0f32; x.len()];
+            for ((d, s), b) in dst
+                .chunks_exact_mut(row_bytes)
+                .zip(x.chunks_exact(row_len))
+                .zip(back.chunks_exact_mut(row_len))
+            {
+                quantize_row(ty, s, d)?;
+                dequantize_row(ty, d, b)?;
+            }
+            let mut sx = 0.0f64;
+            let mut se = 0.0f64;
+            for (a, b) in x.iter().zip(&back) {
+                let (a, b) = (f64::from(*a), f64::from(*b));
+                sx += a * a;
+                se += (a - b) * (a - b);
+            }
+            Ok((sx, se))
+        })
+        .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))?;
+    Ok(Quantized {
+        bytes,
+        sum_sq_x,
+        sum_sq_err,
+    })
+}
+
+fn quantize_row(ty: GgmlType, _src: &[f32], _dst: &mut [u8]) -> Result<(), String> {
+    Err(format!("the {} kernels are not in this build", ty.name()))
+}
+
+fn dequantize_row(ty: GgmlType, _src: &[u8], _dst: &mut [f32]) -> Result<(), String> {
+    Err(format!("the {} kernels are not in this build", ty.name()))
+}

@@ -1,6 +1,6 @@
 //! Row-parallel quantization of one tensor, with the reconstruction error measured on the fly.
 
-use modelopt_quantize::ggml::GgmlType;
+use modelopt_quantize::ggml::{self, GgmlType};
 use rayon::prelude::*;
 
 /// A quantized tensor and the sums its SQNR is computed from.
@@ -78,10 +78,10 @@ pub fn quantize_ggml(ty: GgmlType, src: &[f32], row_len: usize) -> Result<Quanti
     })
 }
 
-fn quantize_row(ty: GgmlType, _src: &[f32], _dst: &mut [u8]) -> Result<(), String> {
-    Err(format!("the {} kernels are not in this build", ty.name()))
+fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), String> {
+    ggml::quantize_row(ty, src, dst).map_err(|e| e.to_string())
 }
 
-fn dequantize_row(ty: GgmlType, _src: &[u8], _dst: &mut [f32]) -> Result<(), String> {
-    Err(format!("the {} kernels are not in this build", ty.name()))
+fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), String> {
+    ggml::dequantize_row(ty, src, dst).map_err(|e| e.to_string())
 }

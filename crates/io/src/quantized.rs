@@ -193,9 +193,6 @@ pub(crate) fn to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     }
 }
 
-fn ggml_to_f32(t: GgmlType, _bytes: &[u8], _n: usize) -> Result<Vec<f32>> {
-    Err(IoError::Usage(format!(
-        "dequantizing {} needs the GGML block kernels (not in this build)",
-        t.name()
-    )))
+fn ggml_to_f32(t: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
+    Ok(modelopt_quantize::ggml::dequantize(t, bytes, n)?)
 }

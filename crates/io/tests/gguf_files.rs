@@ -259,3 +259,47 @@ print('ok')
     assert_eq!(out.trim(), "ok");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn dequantizes_gguf_py_blocks_like_gguf_py() {
+    let f = GgufFile::open(data("peer.gguf")).unwrap();
+    for (q, expected) in [("t.q8_0", "q8_0_expected"), ("t.q4_0", "q4_0_expected")] {
+        let got = f.tensor_f32(q).unwrap();
+        let want = f.tensor_f32(expected).unwrap();
+        assert_eq!(got, want, "{q}");
+    }
+}
+
+#[test]
+fn quantized_safetensors_round_trip_is_lossless() {
+    use modelopt_io::{Checkpoint, FORMAT_KEY, FORMAT_VERSION, QuantLayout, SafetensorsWriter};
+    let peer = GgufFile::open(data("peer.gguf")).unwrap();
+    let dir = temp_dir("qst");
+    let path = dir.join("q.safetensors");
+    let layout = QuantLayout::Ggml {
+        ggml_type: GgmlType::Q4_0,
+        shape: vec![2, 64],
+    };
+    let (info, meta) = layout.safetensors_entry("w").unwrap();
+    let mut md: std::collections::BTreeMap<String, String> = [meta].into_iter().collect();
+    md.insert(FORMAT_KEY.into(), FORMAT_VERSION.into());
+    let mut w = SafetensorsWriter::create(&path, vec![info], md).unwrap();
+    w.write_tensor("w", peer.tensor_bytes("t.q4_0").unwrap())
+        .unwrap();
+    w.finish().unwrap();
+    let c = Checkpoint::open(&path).unwrap();
+    let t = &c.tensors()[0];
+    assert_eq!(
+        (t.info.dtype, t.info.shape.clone()),
+        (DType::Ggml(GgmlType::Q4_0), vec![2, 64])
+    );
+    assert_eq!(
+        c.tensor_bytes("w").unwrap(),
+        peer.tensor_bytes("t.q4_0").unwrap()
+    );
+    assert_eq!(
+        c.tensor_f32("w").unwrap(),
+        peer.tensor_f32("q4_0_expected").unwrap()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -41,7 +41,7 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
             items.push(json!({"name": name, "status": "missing in B"}));
             continue;
         };
-        let (da, dbt) = (ta.info.dtype, tb.info.dtype);
+        let (da, dbt) = (ta.type_name(), tb.type_name());
         if ta.info.shape != tb.info.shape {
             let s = format!("shape {:?} vs {:?}", ta.info.shape, tb.info.shape);
             rows.push(vec![
@@ -53,7 +53,7 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
             items.push(json!({"name": name, "status": s}));
             continue;
         }
-        if !(da.is_float() && dbt.is_float()) {
+        if !(ta.is_float() && tb.is_float()) {
             let same = a.tensor_bytes(name)? == b.tensor_bytes(name)? && da == dbt;
             let s = if same {
                 "identical"
@@ -66,9 +66,7 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
                 dbt.to_string(),
                 s.into(),
             ]);
-            items.push(
-                json!({"name": name, "dtype_a": da.name(), "dtype_b": dbt.name(), "status": s}),
-            );
+            items.push(json!({"name": name, "dtype_a": da, "dtype_b": dbt, "status": s}));
             continue;
         }
         let x = a.tensor_f32(name)?;
@@ -105,13 +103,14 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
             ),
         ]);
         items.push(
-            json!({"name": name, "dtype_a": da.name(), "dtype_b": dbt.name(), "status": "compared",
+            json!({"name": name, "dtype_a": da, "dtype_b": dbt, "status": "compared",
             "sqnr_db": json_f64(m.sqnr_db), "mse": json_f64(m.mse),
             "max_abs_error": json_f64(m.max_abs_error), "cosine": json_f64(m.cosine)}),
         );
     }
+    let a_tensors = a.tensors();
     for tb in &b_tensors {
-        if a.tensors().iter().all(|t| t.info.name != tb.info.name) {
+        if a_tensors.iter().all(|t| t.info.name != tb.info.name) {
             rows.push(vec![
                 tb.info.name.clone(),
                 "-".into(),

@@ -33,13 +33,13 @@ pub fn run(args: &InspectArgs) -> CliResult<()> {
         total_bytes += t.stored_bytes as u64;
         rows.push(vec![
             t.info.name.clone(),
-            t.info.dtype.to_string(),
+            t.type_name().to_string(),
             format!("{:?}", t.info.shape),
             params.to_string(),
             t.stored_bytes.to_string(),
         ]);
         items.push(json!({
-            "name": t.info.name, "dtype": t.info.dtype.name(), "shape": t.info.shape,
+            "name": t.info.name, "dtype": t.type_name(), "shape": t.info.shape,
             "parameters": params, "bytes": t.stored_bytes,
         }));
     }

@@ -9,16 +9,17 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use modelopt_io::{
     Checkpoint, CheckpointTensor, DType, FORMAT_KEY, FORMAT_VERSION, FileFormat, GgufValue,
-    GgufWriter, QUANT_KEY_PREFIX, QuantLayout, SafetensorsWriter, TensorInfo, f32_to_bytes,
-    same_file,
+    GgufWriter, QUANT_KEY_PREFIX, QuantLayout, SCALE_SUFFIX, SafetensorsWriter, TensorInfo,
+    f32_to_bytes, same_file,
 };
+use modelopt_quantize::QuantScheme;
 use modelopt_quantize::ggml::GgmlType;
 use serde_json::json;
 
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
-use crate::plan::{Action, gguf_keeps_integer, plan};
-use crate::rows::quantize_ggml;
+use crate::plan::{Action, Target, gguf_keeps_integer, plan};
+use crate::rows::{quantize_ggml, quantize_uniform, sqnr_db};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,11 +45,18 @@ pub enum QuantType {
     /// GGML Q6_K (6.5625 bits/weight; rows not a multiple of 256 fall back to q8_0).
     #[value(name = "q6_k")]
     Q6K,
+    /// Signed 8-bit symmetric, one f32 scale per output channel (axis 0); safetensors only.
+    #[value(name = "int8")]
+    Int8,
+    /// Signed 4-bit symmetric in [-7, 7], one f32 scale per --group-size elements of a row,
+    /// two codes per byte; safetensors only.
+    #[value(name = "int4")]
+    Int4,
 }
 
 impl QuantType {
-    fn ggml(self) -> GgmlType {
-        match self {
+    fn target(self, group_size: usize) -> Target {
+        Target::Ggml(match self {
             QuantType::Q8_0 => GgmlType::Q8_0,
             QuantType::Q4_0 => GgmlType::Q4_0,
             QuantType::Q4_1 => GgmlType::Q4_1,
@@ -56,7 +64,9 @@ impl QuantType {
             QuantType::Q5_1 => GgmlType::Q5_1,
             QuantType::Q4K => GgmlType::Q4_K,
             QuantType::Q6K => GgmlType::Q6_K,
-        }
+            QuantType::Int8 => return Target::Int8,
+            QuantType::Int4 => return Target::Int4 { group_size },
+        })
     }
 }
 
@@ -159,6 +169,12 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     if args.group_size == 0 {
         return Err(CliError::Usage("--group-size must be at least 1".into()));
     }
+    if format == FileFormat::Gguf && matches!(args.ty, QuantType::Int8 | QuantType::Int4) {
+        return Err(CliError::Usage(format!(
+            "{}: int8/int4 are written to safetensors only (GGUF has no such tensor type)",
+            args.output.display()
+        )));
+    }
     if same_file(&args.input, &args.output) {
         return Err(CliError::Usage(format!(
             "{}: refusing to write the output over the input",
@@ -169,10 +185,10 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     let start = Instant::now();
     let input = Checkpoint::open(&args.input)?;
     let tensors = input.tensors();
-    let target = args.ty.ggml();
+    let target = args.ty.target(args.group_size);
     let actions: Vec<Action> = tensors
         .iter()
-        .map(|t| plan(&t.info, target, &args.keep))
+        .map(|t| plan(&t.info, t.is_float(), target, &args.keep))
         .collect();
 
     let mut sink = open_sink(args, format, &input, &tensors, &actions)?;
@@ -202,46 +218,46 @@ fn progress_bar(total: u64, json: bool) -> ProgressBar {
     ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style)
 }
 
-/// The output tensor declaration for an input tensor under its action.
-fn out_info(
-    t: &TensorInfo,
-    action: &Action,
-    format: FileFormat,
-) -> CliResult<(TensorInfo, Option<(String, String)>)> {
-    let layout = |ty: GgmlType| QuantLayout::Ggml {
-        ggml_type: ty,
-        shape: t.shape.clone(),
-    };
-    Ok(match (action, format) {
-        (Action::Ggml { ty, .. }, FileFormat::Gguf) => (
-            TensorInfo::new(t.name.clone(), DType::Ggml(*ty), t.shape.clone()),
-            None,
-        ),
-        (Action::Ggml { ty, .. }, _) => {
-            let (info, meta) = layout(*ty).safetensors_entry(&t.name)?;
-            (info, Some(meta))
+/// The output tensors (codes first, then companions) and quantization metadata for an input
+/// tensor under its action.
+type Declared = (Vec<TensorInfo>, Option<(String, String)>);
+
+fn out_info(t: &CheckpointTensor, action: &Action, format: FileFormat) -> CliResult<Declared> {
+    let info = &t.info;
+    let shape = info.shape.clone();
+    let layout = match (action, format) {
+        (Action::Ggml { ty, .. }, FileFormat::Gguf) => {
+            return Ok((
+                vec![TensorInfo::new(info.name.clone(), DType::Ggml(*ty), shape)],
+                None,
+            ));
         }
         (Action::Copy(_), FileFormat::Gguf) => {
-            let shape = if t.shape.is_empty() {
-                vec![1]
-            } else {
-                t.shape.clone()
-            };
-            let dtype = if gguf_keeps_integer(t.dtype) {
-                t.dtype
-            } else {
-                DType::F32
-            };
-            (TensorInfo::new(t.name.clone(), dtype, shape), None)
+            let shape = if shape.is_empty() { vec![1] } else { shape };
+            let stays = t.layout.is_none() && gguf_keeps_integer(info.dtype);
+            let dtype = if stays { info.dtype } else { DType::F32 };
+            return Ok((vec![TensorInfo::new(info.name.clone(), dtype, shape)], None));
         }
-        (Action::Copy(_), _) => match t.dtype {
-            DType::Ggml(ty) => {
-                let (info, meta) = layout(ty).safetensors_entry(&t.name)?;
-                (info, Some(meta))
-            }
-            _ => (t.clone(), None),
+        (Action::Ggml { ty, .. }, _) => QuantLayout::Ggml {
+            ggml_type: *ty,
+            shape,
         },
-    })
+        (Action::Int8, _) => QuantLayout::Int8PerChannel { shape },
+        (Action::Int4 { group_size }, _) => QuantLayout::Int4Grouped {
+            shape,
+            group_size: *group_size,
+        },
+        (Action::Copy(_), _) => match (&t.layout, info.dtype) {
+            (Some(q), _) => q.clone(),
+            (None, DType::Ggml(ty)) => QuantLayout::Ggml {
+                ggml_type: ty,
+                shape,
+            },
+            (None, _) => return Ok((vec![info.clone()], None)),
+        },
+    };
+    let (infos, meta) = layout.safetensors_entries(&info.name)?;
+    Ok((infos, Some(meta)))
 }
 
 fn open_sink(
@@ -254,8 +270,8 @@ fn open_sink(
     let mut infos = Vec::with_capacity(tensors.len());
     let mut quant_meta = Vec::new();
     for (t, a) in tensors.iter().zip(actions) {
-        let (info, meta) = out_info(&t.info, a, format)?;
-        infos.push(info);
+        let (declared, meta) = out_info(t, a, format)?;
+        infos.extend(declared);
         quant_meta.extend(meta);
     }
     Ok(match format {
@@ -303,38 +319,67 @@ fn process(
     let name = &t.info.name;
     let at = |p: String| failure(input.path(), format!("tensor `{name}`: {p}"));
     let parameters = t.info.elements()? as u64;
+    let shape = &t.info.shape;
     let (out_type, sqnr_db, bytes_out, note) = match action {
         Action::Ggml { ty, note } => {
             let x = input.tensor_f32(name)?;
-            let row = *t.info.shape.last().unwrap_or(&1);
+            let row = *shape.last().unwrap_or(&1);
             let q = quantize_ggml(*ty, &x, row).map_err(at)?;
             drop(x);
             sink.write(name, &q.bytes)?;
+            let n = q.bytes.len();
             (
                 ty.name().to_string(),
                 Some(q.sqnr_db()),
-                q.bytes.len(),
+                n,
                 note.clone().unwrap_or_default(),
             )
         }
+        Action::Int8 | Action::Int4 { .. } => {
+            let x = input.tensor_f32(name)?;
+            let (scheme, row_len, kind) = match action {
+                Action::Int4 { group_size } => (
+                    QuantScheme::int4().per_group(1, *group_size),
+                    *shape.last().unwrap_or(&1),
+                    "int4",
+                ),
+                _ => (
+                    QuantScheme::int8().per_channel(0),
+                    x.len() / shape.first().copied().unwrap_or(1).max(1),
+                    "int8",
+                ),
+            };
+            let q = quantize_uniform(&scheme, &x, row_len).map_err(at)?;
+            drop(x);
+            sink.write(name, &q.codes)?;
+            let scales = f32_to_bytes(&q.scales);
+            sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
+            let n = q.codes.len() + scales.len();
+            (kind.to_string(), Some(sqnr_db(q.sums)), n, String::new())
+        }
         Action::Copy(why) => {
-            let (info, _) = out_info(&t.info, action, format)?;
-            let n = if info.dtype == DType::F32 && t.info.dtype != DType::F32 {
-                let x = to_f32_any(input, &t.info)?;
-                let b = f32_to_bytes(&x);
+            let (declared, _) = out_info(t, action, format)?;
+            let mut n = 0;
+            if format == FileFormat::Gguf && declared[0].dtype != t.info.dtype {
+                let b = f32_to_bytes(&to_f32_any(input, t)?);
                 sink.write(name, &b)?;
-                b.len()
+                n += b.len();
             } else {
                 let b = input.tensor_bytes(name)?;
                 sink.write(name, b)?;
-                b.len()
-            };
-            (
-                info.dtype.name().to_string(),
-                None,
-                n,
-                format!("copied: {why}"),
-            )
+                n += b.len();
+                for (d, c) in declared[1..].iter().zip(input.companion_bytes(name)?) {
+                    sink.write(&d.name, c)?;
+                    n += c.len();
+                }
+            }
+            let ty = declared[0].dtype.name();
+            let ty = t
+                .layout
+                .as_ref()
+                .filter(|_| format != FileFormat::Gguf)
+                .map_or(ty, |q| q.name());
+            (ty.to_string(), None, n, format!("copied: {why}"))
         }
     };
     Ok(Row {
@@ -349,10 +394,11 @@ fn process(
 }
 
 /// Any tensor as f32: floats (and quantized) through the reader, integers converted.
-fn to_f32_any(input: &Checkpoint, t: &TensorInfo) -> CliResult<Vec<f32>> {
-    if t.dtype.is_float() {
-        return Ok(input.tensor_f32(&t.name)?);
+fn to_f32_any(input: &Checkpoint, t: &CheckpointTensor) -> CliResult<Vec<f32>> {
+    if t.is_float() {
+        return Ok(input.tensor_f32(&t.info.name)?);
     }
+    let t = &t.info;
     let b = input.tensor_bytes(&t.name)?;
     let eb = t.dtype.element_bytes().unwrap_or(1);
     Ok(b.chunks_exact(eb)

@@ -1,6 +1,8 @@
 //! Row-parallel quantization of one tensor, with the reconstruction error measured on the fly.
 
+use modelopt_quantize::QuantScheme;
 use modelopt_quantize::ggml::{self, GgmlType};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 /// A quantized tensor and the sums its SQNR is computed from.
@@ -16,11 +18,7 @@ pub struct Quantized {
 impl Quantized {
     /// `10 log10(sum x^2 / sum err^2)`, `+inf` for an exact reconstruction.
     pub fn sqnr_db(&self) -> f64 {
-        if self.sum_sq_err == 0.0 {
-            f64::INFINITY
-        } else {
-            10.0 * (self.sum_sq_x / self.sum_sq_err).log10()
-        }
+        sqnr_db((self.sum_sq_x, self.sum_sq_err))
     }
 }
 
@@ -84,4 +82,72 @@ fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), String>
 
 fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), String> {
     ggml::dequantize_row(ty, src, dst).map_err(|e| e.to_string())
+}
+
+/// A uniformly quantized tensor (int8 per channel or int4 per group), assembled from row chunks.
+pub struct Uniform {
+    /// Codes: one byte each (int8) or two per byte (int4), row-major.
+    pub codes: Vec<u8>,
+    /// Scales, row-major in the scheme's layout.
+    pub scales: Vec<f32>,
+    /// Sum of squared inputs and of squared reconstruction errors.
+    pub sums: (f64, f64),
+}
+
+/// Quantizes `src` seen as `[rows, row_len]` with `scheme` (whose parameters depend only on the
+/// rows: per channel along axis 0, or per group along axis 1), in parallel over groups of rows.
+pub fn quantize_uniform(
+    scheme: &QuantScheme,
+    src: &[f32],
+    row_len: usize,
+) -> Result<Uniform, String> {
+    if row_len == 0 || !src.len().is_multiple_of(row_len) {
+        return Err(format!(
+            "{} elements are not whole rows of {row_len}",
+            src.len()
+        ));
+    }
+    let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
+    let parts: Vec<(Vec<u8>, Vec<f32>, f64, f64)> = src
+        .par_chunks(rows_per_chunk * row_len)
+        .map(|x| {
+            let view = ArrayView2::from_shape((x.len() / row_len, row_len), x)
+                .map_err(|e| e.to_string())?;
+            let q = scheme.quantize(&view).map_err(|e| e.to_string())?;
+            let back = q.dequantize();
+            let (mut sx, mut se) = (0.0f64, 0.0f64);
+            for (a, b) in x.iter().zip(back.iter()) {
+                let (a, b) = (f64::from(*a), f64::from(*b));
+                sx += a * a;
+                se += (a - b) * (a - b);
+            }
+            Ok((
+                q.packed_codes().to_vec(),
+                q.scales().iter().copied().collect(),
+                sx,
+                se,
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let mut out = Uniform {
+        codes: Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
+        scales: Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum()),
+        sums: (0.0, 0.0),
+    };
+    for (c, s, sx, se) in parts {
+        out.codes.extend_from_slice(&c);
+        out.scales.extend_from_slice(&s);
+        out.sums.0 += sx;
+        out.sums.1 += se;
+    }
+    Ok(out)
+}
+
+/// `10 log10(sum x^2 / sum err^2)`, `+inf` for an exact reconstruction.
+pub fn sqnr_db((sum_sq_x, sum_sq_err): (f64, f64)) -> f64 {
+    if sum_sq_err == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (sum_sq_x / sum_sq_err).log10()
+    }
 }

@@ -80,6 +80,34 @@ pub struct CheckpointTensor {
     pub info: TensorInfo,
     /// Bytes the tensor occupies in the file (codes and companions).
     pub stored_bytes: usize,
+    /// How it is quantized, for a tensor stored by the quantized-safetensors convention.
+    pub layout: Option<QuantLayout>,
+}
+
+impl CheckpointTensor {
+    /// The type to show: the scheme (`"int8"`, `"q4_0"`) of a quantized tensor, else the dtype.
+    ///
+    /// ```
+    /// use modelopt_io::{CheckpointTensor, DType, TensorInfo};
+    /// let t = CheckpointTensor { info: TensorInfo::new("w", DType::F16, vec![2]), stored_bytes: 4, layout: None };
+    /// assert_eq!(t.type_name(), "F16");
+    /// ```
+    pub fn type_name(&self) -> &'static str {
+        self.layout
+            .as_ref()
+            .map_or_else(|| self.info.dtype.name(), QuantLayout::name)
+    }
+
+    /// Whether [`Checkpoint::tensor_f32`] can read it (float or quantized).
+    ///
+    /// ```
+    /// use modelopt_io::{CheckpointTensor, DType, TensorInfo};
+    /// let t = CheckpointTensor { info: TensorInfo::new("ids", DType::I64, vec![2]), stored_bytes: 16, layout: None };
+    /// assert!(!t.is_float());
+    /// ```
+    pub fn is_float(&self) -> bool {
+        self.layout.is_some() || self.info.dtype.is_float()
+    }
 }
 
 /// A safetensors or GGUF file opened for reading, with quantized tensors seen through their
@@ -122,27 +150,34 @@ impl Checkpoint {
                 let layouts = quant_layouts(f.metadata())
                     .map_err(|e| IoError::format(path, e.to_string()))?;
                 for (name, q) in &layouts {
-                    let stored = f.tensor(name).map_err(|_| {
-                        IoError::format(
-                            path,
-                            format!(
-                                "metadata declares quantized tensor `{name}` that is not stored"
-                            ),
-                        )
-                    })?;
-                    let (dtype, shape) = q
-                        .storage()
+                    let (infos, _) = q
+                        .safetensors_entries(name)
                         .map_err(|e| IoError::format(path, format!("tensor `{name}`: {e}")))?;
-                    if stored.dtype != dtype || stored.shape != shape {
-                        return Err(IoError::format(
-                            path,
-                            format!(
-                                "tensor `{name}`: stored as {} {:?}, its {} descriptor needs {dtype} {shape:?}",
-                                stored.dtype,
-                                stored.shape,
-                                q.dtype()
-                            ),
-                        ));
+                    for want in infos {
+                        let stored = f.tensor(&want.name).map_err(|_| {
+                            IoError::format(
+                                path,
+                                format!(
+                                    "quantized tensor `{name}` ({}) has no stored tensor `{}`",
+                                    q.name(),
+                                    want.name
+                                ),
+                            )
+                        })?;
+                        if stored.dtype != want.dtype || stored.shape != want.shape {
+                            return Err(IoError::format(
+                                path,
+                                format!(
+                                    "tensor `{}`: stored as {} {:?}, its {} descriptor needs {} {:?}",
+                                    want.name,
+                                    stored.dtype,
+                                    stored.shape,
+                                    q.name(),
+                                    want.dtype,
+                                    want.shape
+                                ),
+                            ));
+                        }
                     }
                 }
                 Ok(Checkpoint::Safetensors(f, layouts))
@@ -193,22 +228,63 @@ impl Checkpoint {
                 .map(|t| CheckpointTensor {
                     info: t.clone(),
                     stored_bytes: stored(t),
+                    layout: None,
                 })
                 .collect(),
-            Checkpoint::Safetensors(f, layouts) => f
-                .tensors()
-                .iter()
-                .map(|t| match layouts.get(&t.name) {
-                    Some(q) => CheckpointTensor {
-                        info: TensorInfo::new(t.name.clone(), q.dtype(), q.shape().to_vec()),
-                        stored_bytes: stored(t),
-                    },
-                    None => CheckpointTensor {
-                        info: t.clone(),
-                        stored_bytes: stored(t),
-                    },
-                })
-                .collect(),
+            Checkpoint::Safetensors(f, layouts) => {
+                let companions = companion_names(layouts);
+                f.tensors()
+                    .iter()
+                    .filter(|t| !companions.contains(&t.name))
+                    .map(|t| match layouts.get(&t.name) {
+                        Some(q) => {
+                            let extra: usize = q
+                                .companions()
+                                .iter()
+                                .filter_map(|(suffix, _, _)| {
+                                    f.tensor(&format!("{}{suffix}", t.name)).ok().map(stored)
+                                })
+                                .sum();
+                            CheckpointTensor {
+                                info: TensorInfo::new(
+                                    t.name.clone(),
+                                    q.dtype(),
+                                    q.shape().to_vec(),
+                                ),
+                                stored_bytes: stored(t) + extra,
+                                layout: Some(q.clone()),
+                            }
+                        }
+                        None => CheckpointTensor {
+                            info: t.clone(),
+                            stored_bytes: stored(t),
+                            layout: None,
+                        },
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The stored bytes of the companion tensors of quantized tensor `name` (in
+    /// [`QuantLayout::companions`] order; empty for an unquantized tensor).
+    ///
+    /// ```no_run
+    /// let c = modelopt_io::Checkpoint::open("model-int8.safetensors")?;
+    /// let scales: Vec<&[u8]> = c.companion_bytes("encoder.weight")?;
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn companion_bytes(&self, name: &str) -> Result<Vec<&[u8]>> {
+        match self {
+            Checkpoint::Safetensors(f, layouts) => match layouts.get(name) {
+                Some(q) => q
+                    .companions()
+                    .iter()
+                    .map(|(suffix, _, _)| f.tensor_bytes(&format!("{name}{suffix}")))
+                    .collect(),
+                None => Ok(vec![]),
+            },
+            Checkpoint::Gguf(_) => Ok(vec![]),
         }
     }
 
@@ -239,8 +315,8 @@ impl Checkpoint {
             Checkpoint::Safetensors(f, layouts) => match layouts.get(name) {
                 None => f.tensor_f32(name),
                 Some(q) => {
-                    let logical = TensorInfo::new(name, q.dtype(), q.shape().to_vec());
-                    crate::quantized::to_f32(&logical, f.tensor_bytes(name)?)
+                    let companions = self.companion_bytes(name)?;
+                    q.dequantize(f.tensor_bytes(name)?, &companions)
                         .map_err(|e| IoError::format(f.path(), format!("tensor `{name}`: {e}")))
                 }
             },
@@ -255,8 +331,27 @@ impl Checkpoint {
     /// ```
     pub fn release(&self, name: &str) -> Result<()> {
         match self {
-            Checkpoint::Safetensors(f, _) => f.release(name),
+            Checkpoint::Safetensors(f, layouts) => {
+                if let Some(q) = layouts.get(name) {
+                    for (suffix, _, _) in q.companions() {
+                        f.release(&format!("{name}{suffix}"))?;
+                    }
+                }
+                f.release(name)
+            }
             Checkpoint::Gguf(f) => f.release(name),
         }
     }
+}
+
+/// Names of the companion tensors (`W.scale`) of the quantized tensors.
+fn companion_names(layouts: &BTreeMap<String, QuantLayout>) -> std::collections::HashSet<String> {
+    layouts
+        .iter()
+        .flat_map(|(name, q)| {
+            q.companions()
+                .into_iter()
+                .map(move |(suffix, _, _)| format!("{name}{suffix}"))
+        })
+        .collect()
 }

@@ -47,7 +47,9 @@ pub use error::{IoError, Result};
 pub use gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GgufFile};
 pub use gguf_value::{GgufType, GgufValue};
 pub use gguf_writer::{GGML_QUANTIZATION_VERSION, GGUF_VERSION, GgufWriter};
-pub use quantized::{FORMAT_KEY, FORMAT_VERSION, QUANT_KEY_PREFIX, QuantLayout, quant_layouts};
+pub use quantized::{
+    FORMAT_KEY, FORMAT_VERSION, QUANT_KEY_PREFIX, QuantLayout, SCALE_SUFFIX, quant_layouts,
+};
 pub use safetensors_reader::SafetensorsFile;
 pub use safetensors_writer::SafetensorsWriter;
 pub use tensor_info::TensorInfo;

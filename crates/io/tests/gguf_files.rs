@@ -280,10 +280,10 @@ fn quantized_safetensors_round_trip_is_lossless() {
         ggml_type: GgmlType::Q4_0,
         shape: vec![2, 64],
     };
-    let (info, meta) = layout.safetensors_entry("w").unwrap();
+    let (infos, meta) = layout.safetensors_entries("w").unwrap();
     let mut md: std::collections::BTreeMap<String, String> = [meta].into_iter().collect();
     md.insert(FORMAT_KEY.into(), FORMAT_VERSION.into());
-    let mut w = SafetensorsWriter::create(&path, vec![info], md).unwrap();
+    let mut w = SafetensorsWriter::create(&path, infos, md).unwrap();
     w.write_tensor("w", peer.tensor_bytes("t.q4_0").unwrap())
         .unwrap();
     w.finish().unwrap();

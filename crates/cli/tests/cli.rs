@@ -78,8 +78,8 @@ fn quantize_every_ggml_type_to_both_formats_and_compare_agrees() {
                 _ => assert_eq!(h["type"].as_str().unwrap().to_lowercase(), ty),
             }
             // 1-D, integer and odd-row tensors are copied: F32 in GGUF, as stored in safetensors.
-            let ids_type = if ext == "gguf" { "I64" } else { "I64" };
-            assert_eq!(row("ids")["type"], ids_type);
+            assert_eq!(row("ids")["type"], "I64"); // GGUF has I64: kept as it is
+
             assert_eq!(row("odd")["type"], "F32");
             assert!(row("odd")["sqnr_db"].is_null());
             // compare reads the output back through an independent path: same SQNR.

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
-use crate::rows::{quantize_ggml, quantize_uniform, sqnr_db};
+use crate::rows::{Source, quantize_ggml, quantize_uniform, sqnr_db};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -322,10 +322,17 @@ fn process(
     let shape = &t.info.shape;
     let (out_type, sqnr_db, bytes_out, note) = match action {
         Action::Ggml { ty, note } => {
-            let x = input.tensor_f32(name)?;
             let row = *shape.last().unwrap_or(&1);
-            let q = quantize_ggml(*ty, &x, row).map_err(at)?;
-            drop(x);
+            // Plain floats are decoded inside the parallel loop straight from the mapped file;
+            // quantized inputs are dequantized first.
+            let plain = t.layout.is_none() && t.info.dtype.element_bytes().is_some();
+            let q = if plain {
+                let src = Source::Stored(t.info.dtype, input.tensor_bytes(name)?);
+                quantize_ggml(*ty, src, row).map_err(at)?
+            } else {
+                let x = input.tensor_f32(name)?;
+                quantize_ggml(*ty, Source::F32(&x), row).map_err(at)?
+            };
             sink.write(name, &q.bytes)?;
             let n = q.bytes.len();
             (

@@ -88,7 +88,7 @@ pub struct QuantizeArgs {
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
     /// Quantization type.
-    #[arg(long = "type", value_enum)]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub ty: QuantType,
     /// Output format (default: from OUT's extension).
     #[arg(long, value_enum)]

@@ -323,16 +323,7 @@ fn process(
     let (out_type, sqnr_db, bytes_out, note) = match action {
         Action::Ggml { ty, note } => {
             let row = *shape.last().unwrap_or(&1);
-            // Plain floats are decoded inside the parallel loop straight from the mapped file;
-            // quantized inputs are dequantized first.
-            let plain = t.layout.is_none() && t.info.dtype.element_bytes().is_some();
-            let q = if plain {
-                let src = Source::Stored(t.info.dtype, input.tensor_bytes(name)?);
-                quantize_ggml(*ty, src, row).map_err(at)?
-            } else {
-                let x = input.tensor_f32(name)?;
-                quantize_ggml(*ty, Source::F32(&x), row).map_err(at)?
-            };
+            let q = with_source(input, t, |src| quantize_ggml(*ty, src, row).map_err(at))?;
             sink.write(name, &q.bytes)?;
             let n = q.bytes.len();
             (
@@ -343,7 +334,7 @@ fn process(
             )
         }
         Action::Int8 | Action::Int4 { .. } => {
-            let x = input.tensor_f32(name)?;
+            let n = parameters as usize;
             let (scheme, row_len, kind) = match action {
                 Action::Int4 { group_size } => (
                     QuantScheme::int4().per_group(1, *group_size),
@@ -352,12 +343,13 @@ fn process(
                 ),
                 _ => (
                     QuantScheme::int8().per_channel(0),
-                    x.len() / shape.first().copied().unwrap_or(1).max(1),
+                    n / shape.first().copied().unwrap_or(1).max(1),
                     "int8",
                 ),
             };
-            let q = quantize_uniform(&scheme, &x, row_len).map_err(at)?;
-            drop(x);
+            let q = with_source(input, t, |src| {
+                quantize_uniform(&scheme, src, row_len).map_err(at)
+            })?;
             sink.write(name, &q.codes)?;
             let scales = f32_to_bytes(&q.scales);
             sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
@@ -398,6 +390,24 @@ fn process(
         parameters,
         note,
     })
+}
+
+/// Runs `f` on the tensor's values: plain floats straight from the mapped file (decoded chunk by
+/// chunk inside the parallel loop), quantized inputs dequantized first.
+fn with_source<T>(
+    input: &Checkpoint,
+    t: &CheckpointTensor,
+    f: impl FnOnce(Source<'_>) -> CliResult<T>,
+) -> CliResult<T> {
+    if t.layout.is_none() && t.info.dtype.element_bytes().is_some() {
+        f(Source::Stored(
+            t.info.dtype,
+            input.tensor_bytes(&t.info.name)?,
+        ))
+    } else {
+        let x = input.tensor_f32(&t.info.name)?;
+        f(Source::F32(&x))
+    }
 }
 
 /// Any tensor as f32: floats (and quantized) through the reader, integers converted.

@@ -36,11 +36,33 @@ pub enum Source<'a> {
     Stored(DType, &'a [u8]),
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
     fn len(&self) -> usize {
         match self {
             Source::F32(x) => x.len(),
             Source::Stored(d, b) => b.len() / d.element_bytes().unwrap_or(1).max(1),
+        }
+    }
+
+    /// Elements `first..first + len` as f32: borrowed, or decoded into `local`.
+    fn slice<'b>(
+        &self,
+        first: usize,
+        len: usize,
+        local: &'b mut Vec<f32>,
+    ) -> Result<&'b [f32], String>
+    where
+        'a: 'b,
+    {
+        match *self {
+            Source::F32(all) => Ok(&all[first..first + len]),
+            Source::Stored(d, raw) => {
+                let eb = d.element_bytes().unwrap_or(4);
+                local.resize(len, 0.0f32);
+                decode_f32(d, &raw[first * eb..(first + len) * eb], local)
+                    .map_err(|e| e.to_string())?;
+                Ok(local)
+            }
         }
     }
 }
@@ -65,16 +87,7 @@ pub fn quantize_ggml(ty: GgmlType, src: Source<'_>, row_len: usize) -> Result<Qu
             let first = chunk * chunk_elems;
             let len = dst.len() / row_bytes * row_len;
             let mut local = Vec::new();
-            let x: &[f32] = match src {
-                Source::F32(all) => &all[first..first + len],
-                Source::Stored(d, raw) => {
-                    let eb = d.element_bytes().unwrap_or(4);
-                    local.resize(len, 0.0f32);
-                    decode_f32(d, &raw[first * eb..(first + len) * eb], &mut local)
-                        .map_err(|e| e.to_string())?;
-                    &local
-                }
-            };
+            let x = src.slice(first, len, &mut local)?;
             let mut back = vec![0.0f32; x.len()];
             for (i, ((d, s), b)) in dst
                 .chunks_exact_mut(row_bytes)
@@ -118,19 +131,20 @@ pub struct Uniform {
 /// rows: per channel along axis 0, or per group along axis 1), in parallel over groups of rows.
 pub fn quantize_uniform(
     scheme: &QuantScheme,
-    src: &[f32],
+    src: Source<'_>,
     row_len: usize,
 ) -> Result<Uniform, String> {
-    if row_len == 0 || !src.len().is_multiple_of(row_len) {
-        return Err(format!(
-            "{} elements are not whole rows of {row_len}",
-            src.len()
-        ));
+    let n = src.len();
+    if row_len == 0 || !n.is_multiple_of(row_len) {
+        return Err(format!("{n} elements are not whole rows of {row_len}"));
     }
-    let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
-    let parts: Vec<(Vec<u8>, Vec<f32>, f64, f64)> = src
-        .par_chunks(rows_per_chunk * row_len)
-        .map(|x| {
+    let chunk_elems = (CHUNK_ELEMENTS / row_len).max(1) * row_len;
+    let parts: Vec<(Vec<u8>, Vec<f32>, f64, f64)> = (0..n.div_ceil(chunk_elems))
+        .into_par_iter()
+        .map(|chunk| {
+            let first = chunk * chunk_elems;
+            let mut local = Vec::new();
+            let x = src.slice(first, chunk_elems.min(n - first), &mut local)?;
             let view = ArrayView2::from_shape((x.len() / row_len, row_len), x)
                 .map_err(|e| e.to_string())?;
             let q = scheme.quantize(&view).map_err(|e| e.to_string())?;

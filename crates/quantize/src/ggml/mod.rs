@@ -2,6 +2,48 @@
 //!
 //! A row of `n` floats (`n` a multiple of the type's block size) becomes `n / block_size`
 //! blocks of `type_size` bytes each.
+//!
+//! - Row functions: [`quantize_row`] / [`dequantize_row`] on caller-provided buffers,
+//!   [`quantize`] / [`dequantize`] returning new buffers, and [`quantize_rows`] /
+//!   [`dequantize_rows`] splitting whole rows over threads with a [`Par`] value.
+//! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ4_K`],
+//!   [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
+//!   associated constants `TYPE`, `BLOCK_SIZE`, `TYPE_SIZE`.
+//!
+//! Every quantizer reproduces llama.cpp's reference C code (`quantize_row_*_ref`) and gguf-py's
+//! `gguf.quants.quantize` byte for byte, including their rounding quirks: Q8_0 rounds half away
+//! from zero, Q4_0/Q4_1/Q5_0/Q5_1 truncate `x * id + 8.5` (`16.5`, `0.5`) evaluated with a
+//! separate f32 multiply and add, and the K-quants round half to even (`nearest_int`) with the
+//! C evaluation order kept. The hot loops are plain Rust over fixed-size arrays, compiled twice:
+//! for the baseline target and, chosen at run time, for AVX2 (same source, so same results).
+//!
+//! ```
+//! use modelopt_quantize::ggml::{self, GgmlType};
+//! let w: Vec<f32> = (0..64).map(|i| (i as f32 - 32.0) / 8.0).collect();
+//! let q = ggml::quantize(GgmlType::Q8_0, &w)?;
+//! assert_eq!(q.len(), 2 * 34);
+//! let back = ggml::dequantize(GgmlType::Q8_0, &q, w.len())?;
+//! assert!(w.iter().zip(&back).all(|(a, b)| (a - b).abs() < 0.02));
+//! # Ok::<(), modelopt_quantize::QuantError>(())
+//! ```
+
+mod float;
+mod k_quants;
+mod q4;
+mod q5;
+mod q8_0;
+mod rows;
+mod f16_bits;
+mod simd;
+
+pub use k_quants::QK_K;
+pub use k_quants::q4_k::BlockQ4_K;
+pub use k_quants::q6_k::BlockQ6_K;
+pub use modelopt_tensor_core::Par;
+pub use q4::{BlockQ4_0, BlockQ4_1};
+pub use q5::{BlockQ5_0, BlockQ5_1};
+pub use q8_0::BlockQ8_0;
+pub use rows::{dequantize, dequantize_row, dequantize_rows, quantize, quantize_row, quantize_rows};
 
 /// A GGML tensor type: its GGUF type id, block size (elements) and block byte size.
 ///

@@ -1,0 +1,482 @@
+//! `modelopt quantize IN -o OUT --type TYPE ...`: one tensor at a time, rows in parallel.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use modelopt_io::{
+    Checkpoint, CheckpointTensor, DType, FORMAT_KEY, FORMAT_VERSION, FileFormat, GgufValue,
+    GgufWriter, QUANT_KEY_PREFIX, QuantLayout, SCALE_SUFFIX, SafetensorsWriter, TensorInfo,
+    f32_to_bytes, same_file,
+};
+use modelopt_quantize::QuantScheme;
+use modelopt_quantize::ggml::GgmlType;
+use serde_json::json;
+
+use crate::error::{CliError, CliResult, failure};
+use crate::format::{bytes, db, json_f64, print_table};
+use crate::plan::{Action, Target, gguf_keeps_integer, plan};
+use crate::rows::{quantize_ggml, quantize_uniform, sqnr_db};
+
+/// The quantization types of `--type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuantType {
+    /// GGML Q8_0: 32 weights, f16 scale + 8-bit codes (8.5 bits/weight).
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// GGML Q4_0 (4.5 bits/weight).
+    #[value(name = "q4_0")]
+    Q4_0,
+    /// GGML Q4_1 (5 bits/weight).
+    #[value(name = "q4_1")]
+    Q4_1,
+    /// GGML Q5_0 (5.5 bits/weight).
+    #[value(name = "q5_0")]
+    Q5_0,
+    /// GGML Q5_1 (6 bits/weight).
+    #[value(name = "q5_1")]
+    Q5_1,
+    /// GGML Q4_K (4.5 bits/weight; rows not a multiple of 256 fall back to q5_0).
+    #[value(name = "q4_k")]
+    Q4K,
+    /// GGML Q6_K (6.5625 bits/weight; rows not a multiple of 256 fall back to q8_0).
+    #[value(name = "q6_k")]
+    Q6K,
+    /// Signed 8-bit symmetric, one f32 scale per output channel (axis 0); safetensors only.
+    #[value(name = "int8")]
+    Int8,
+    /// Signed 4-bit symmetric in [-7, 7], one f32 scale per --group-size elements of a row,
+    /// two codes per byte; safetensors only.
+    #[value(name = "int4")]
+    Int4,
+}
+
+impl QuantType {
+    fn target(self, group_size: usize) -> Target {
+        Target::Ggml(match self {
+            QuantType::Q8_0 => GgmlType::Q8_0,
+            QuantType::Q4_0 => GgmlType::Q4_0,
+            QuantType::Q4_1 => GgmlType::Q4_1,
+            QuantType::Q5_0 => GgmlType::Q5_0,
+            QuantType::Q5_1 => GgmlType::Q5_1,
+            QuantType::Q4K => GgmlType::Q4_K,
+            QuantType::Q6K => GgmlType::Q6_K,
+            QuantType::Int8 => return Target::Int8,
+            QuantType::Int4 => return Target::Int4 { group_size },
+        })
+    }
+}
+
+/// Output formats of `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    /// GGUF v3 (llama.cpp).
+    Gguf,
+    /// safetensors with the modelopt quantized convention (docs/formats.md).
+    Safetensors,
+}
+
+/// Arguments of `modelopt quantize`.
+#[derive(Debug, clap::Args)]
+pub struct QuantizeArgs {
+    /// Input checkpoint (safetensors or GGUF).
+    pub input: PathBuf,
+    /// Output file (written to a temporary file beside it, renamed when complete).
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Quantization type.
+    #[arg(long = "type", value_enum)]
+    pub ty: QuantType,
+    /// Output format (default: from OUT's extension).
+    #[arg(long, value_enum)]
+    pub format: Option<OutFormat>,
+    /// Keep tensors whose name matches this pattern (`*`, `?`) unquantized; repeatable.
+    #[arg(long = "keep", value_name = "GLOB")]
+    pub keep: Vec<String>,
+    /// Group size of grouped schemes (int4).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub group_size: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the report as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One line of the report.
+struct Row {
+    name: String,
+    out_type: String,
+    sqnr_db: Option<f64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    parameters: u64,
+    note: String,
+}
+
+/// Where the output goes.
+enum Sink {
+    Gguf(GgufWriter),
+    Safetensors(SafetensorsWriter),
+}
+
+impl Sink {
+    fn write(&mut self, name: &str, bytes: &[u8]) -> modelopt_io::Result<()> {
+        match self {
+            Sink::Gguf(w) => w.write_tensor(name, bytes),
+            Sink::Safetensors(w) => w.write_tensor(name, bytes),
+        }
+    }
+
+    fn finish(self) -> modelopt_io::Result<()> {
+        match self {
+            Sink::Gguf(w) => w.finish(),
+            Sink::Safetensors(w) => w.finish(),
+        }
+    }
+}
+
+/// Sets up the global rayon pool (`--threads`, default all cores).
+pub fn init_threads(threads: Option<usize>) -> CliResult<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(CliError::Usage("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| CliError::Failure(format!("cannot start {n} threads: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Runs `quantize`.
+pub fn run(args: &QuantizeArgs) -> CliResult<()> {
+    let format = match args.format {
+        Some(OutFormat::Gguf) => FileFormat::Gguf,
+        Some(OutFormat::Safetensors) => FileFormat::Safetensors,
+        None => FileFormat::from_extension(&args.output).ok_or_else(|| {
+            CliError::Usage(format!(
+                "{}: cannot tell the output format from the extension; use --format gguf|safetensors",
+                args.output.display()
+            ))
+        })?,
+    };
+    if args.group_size == 0 {
+        return Err(CliError::Usage("--group-size must be at least 1".into()));
+    }
+    if format == FileFormat::Gguf && matches!(args.ty, QuantType::Int8 | QuantType::Int4) {
+        return Err(CliError::Usage(format!(
+            "{}: int8/int4 are written to safetensors only (GGUF has no such tensor type)",
+            args.output.display()
+        )));
+    }
+    if same_file(&args.input, &args.output) {
+        return Err(CliError::Usage(format!(
+            "{}: refusing to write the output over the input",
+            args.output.display()
+        )));
+    }
+    init_threads(args.threads)?;
+    let start = Instant::now();
+    let input = Checkpoint::open(&args.input)?;
+    let tensors = input.tensors();
+    let target = args.ty.target(args.group_size);
+    let actions: Vec<Action> = tensors
+        .iter()
+        .map(|t| plan(&t.info, t.is_float(), target, &args.keep))
+        .collect();
+
+    let mut sink = open_sink(args, format, &input, &tensors, &actions)?;
+    let total_in: u64 = tensors.iter().map(|t| t.stored_bytes as u64).sum();
+    let bar = progress_bar(total_in, args.json);
+    let mut rows = Vec::with_capacity(tensors.len());
+    for (t, action) in tensors.iter().zip(&actions) {
+        bar.set_message(t.info.name.clone());
+        let row = process(&input, t, action, format, &mut sink)?;
+        input.release(&t.info.name)?;
+        bar.inc(t.stored_bytes as u64);
+        rows.push(row);
+    }
+    sink.finish()?;
+    bar.finish_and_clear();
+    report(args, format, &rows, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn progress_bar(total: u64, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::default_bar()
+        .template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style)
+}
+
+/// The output tensors (codes first, then companions) and quantization metadata for an input
+/// tensor under its action.
+type Declared = (Vec<TensorInfo>, Option<(String, String)>);
+
+fn out_info(t: &CheckpointTensor, action: &Action, format: FileFormat) -> CliResult<Declared> {
+    let info = &t.info;
+    let shape = info.shape.clone();
+    let layout = match (action, format) {
+        (Action::Ggml { ty, .. }, FileFormat::Gguf) => {
+            return Ok((
+                vec![TensorInfo::new(info.name.clone(), DType::Ggml(*ty), shape)],
+                None,
+            ));
+        }
+        (Action::Copy(_), FileFormat::Gguf) => {
+            let shape = if shape.is_empty() { vec![1] } else { shape };
+            let stays = t.layout.is_none() && gguf_keeps_integer(info.dtype);
+            let dtype = if stays { info.dtype } else { DType::F32 };
+            return Ok((vec![TensorInfo::new(info.name.clone(), dtype, shape)], None));
+        }
+        (Action::Ggml { ty, .. }, _) => QuantLayout::Ggml {
+            ggml_type: *ty,
+            shape,
+        },
+        (Action::Int8, _) => QuantLayout::Int8PerChannel { shape },
+        (Action::Int4 { group_size }, _) => QuantLayout::Int4Grouped {
+            shape,
+            group_size: *group_size,
+        },
+        (Action::Copy(_), _) => match (&t.layout, info.dtype) {
+            (Some(q), _) => q.clone(),
+            (None, DType::Ggml(ty)) => QuantLayout::Ggml {
+                ggml_type: ty,
+                shape,
+            },
+            (None, _) => return Ok((vec![info.clone()], None)),
+        },
+    };
+    let (infos, meta) = layout.safetensors_entries(&info.name)?;
+    Ok((infos, Some(meta)))
+}
+
+fn open_sink(
+    args: &QuantizeArgs,
+    format: FileFormat,
+    input: &Checkpoint,
+    tensors: &[CheckpointTensor],
+    actions: &[Action],
+) -> CliResult<Sink> {
+    let mut infos = Vec::with_capacity(tensors.len());
+    let mut quant_meta = Vec::new();
+    for (t, a) in tensors.iter().zip(actions) {
+        let (declared, meta) = out_info(t, a, format)?;
+        infos.extend(declared);
+        quant_meta.extend(meta);
+    }
+    Ok(match format {
+        FileFormat::Gguf => {
+            let mut meta: Vec<(String, GgufValue)> = match input {
+                Checkpoint::Gguf(g) => g
+                    .metadata()
+                    .iter()
+                    .filter(|(k, _)| k != "general.quantization_version")
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if !meta.iter().any(|(k, _)| k == "general.name")
+                && let Some(stem) = args.input.file_stem().and_then(|s| s.to_str())
+            {
+                meta.push(("general.name".into(), GgufValue::from(stem)));
+            }
+            Sink::Gguf(GgufWriter::create(&args.output, meta, infos)?)
+        }
+        _ => {
+            let mut meta: BTreeMap<String, String> = match input {
+                Checkpoint::Safetensors(f, _) => f
+                    .metadata()
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with(QUANT_KEY_PREFIX))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            meta.insert(FORMAT_KEY.into(), FORMAT_VERSION.into());
+            meta.extend(quant_meta);
+            Sink::Safetensors(SafetensorsWriter::create(&args.output, infos, meta)?)
+        }
+    })
+}
+
+fn process(
+    input: &Checkpoint,
+    t: &CheckpointTensor,
+    action: &Action,
+    format: FileFormat,
+    sink: &mut Sink,
+) -> CliResult<Row> {
+    let name = &t.info.name;
+    let at = |p: String| failure(input.path(), format!("tensor `{name}`: {p}"));
+    let parameters = t.info.elements()? as u64;
+    let shape = &t.info.shape;
+    let (out_type, sqnr_db, bytes_out, note) = match action {
+        Action::Ggml { ty, note } => {
+            let x = input.tensor_f32(name)?;
+            let row = *shape.last().unwrap_or(&1);
+            let q = quantize_ggml(*ty, &x, row).map_err(at)?;
+            drop(x);
+            sink.write(name, &q.bytes)?;
+            let n = q.bytes.len();
+            (
+                ty.name().to_string(),
+                Some(q.sqnr_db()),
+                n,
+                note.clone().unwrap_or_default(),
+            )
+        }
+        Action::Int8 | Action::Int4 { .. } => {
+            let x = input.tensor_f32(name)?;
+            let (scheme, row_len, kind) = match action {
+                Action::Int4 { group_size } => (
+                    QuantScheme::int4().per_group(1, *group_size),
+                    *shape.last().unwrap_or(&1),
+                    "int4",
+                ),
+                _ => (
+                    QuantScheme::int8().per_channel(0),
+                    x.len() / shape.first().copied().unwrap_or(1).max(1),
+                    "int8",
+                ),
+            };
+            let q = quantize_uniform(&scheme, &x, row_len).map_err(at)?;
+            drop(x);
+            sink.write(name, &q.codes)?;
+            let scales = f32_to_bytes(&q.scales);
+            sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
+            let n = q.codes.len() + scales.len();
+            (kind.to_string(), Some(sqnr_db(q.sums)), n, String::new())
+        }
+        Action::Copy(why) => {
+            let (declared, _) = out_info(t, action, format)?;
+            let mut n = 0;
+            if format == FileFormat::Gguf && declared[0].dtype != t.info.dtype {
+                let b = f32_to_bytes(&to_f32_any(input, t)?);
+                sink.write(name, &b)?;
+                n += b.len();
+            } else {
+                let b = input.tensor_bytes(name)?;
+                sink.write(name, b)?;
+                n += b.len();
+                for (d, c) in declared[1..].iter().zip(input.companion_bytes(name)?) {
+                    sink.write(&d.name, c)?;
+                    n += c.len();
+                }
+            }
+            let ty = declared[0].dtype.name();
+            let ty = t
+                .layout
+                .as_ref()
+                .filter(|_| format != FileFormat::Gguf)
+                .map_or(ty, |q| q.name());
+            (ty.to_string(), None, n, format!("copied: {why}"))
+        }
+    };
+    Ok(Row {
+        name: name.clone(),
+        out_type,
+        sqnr_db,
+        bytes_in: t.stored_bytes as u64,
+        bytes_out: bytes_out as u64,
+        parameters,
+        note,
+    })
+}
+
+/// Any tensor as f32: floats (and quantized) through the reader, integers converted.
+fn to_f32_any(input: &Checkpoint, t: &CheckpointTensor) -> CliResult<Vec<f32>> {
+    if t.is_float() {
+        return Ok(input.tensor_f32(&t.info.name)?);
+    }
+    let t = &t.info;
+    let b = input.tensor_bytes(&t.name)?;
+    let eb = t.dtype.element_bytes().unwrap_or(1);
+    Ok(b.chunks_exact(eb)
+        .map(|c| {
+            let mut a = [0u8; 8];
+            a[..eb].copy_from_slice(c);
+            let u = u64::from_le_bytes(a);
+            match t.dtype {
+                DType::I8 => c[0] as i8 as f32,
+                DType::I16 => i16::from_le_bytes([c[0], c[1]]) as f32,
+                DType::I32 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32,
+                DType::I64 => u as i64 as f32,
+                _ => u as f32, // unsigned and bool
+            }
+        })
+        .collect())
+}
+
+fn report(args: &QuantizeArgs, format: FileFormat, rows: &[Row], seconds: f64) {
+    let bytes_in: u64 = rows.iter().map(|r| r.bytes_in).sum();
+    let bytes_out: u64 = rows.iter().map(|r| r.bytes_out).sum();
+    let params: u64 = rows.iter().map(|r| r.parameters).sum();
+    let ratio = if bytes_out == 0 {
+        0.0
+    } else {
+        bytes_in as f64 / bytes_out as f64
+    };
+    let bpw = if params == 0 {
+        0.0
+    } else {
+        bytes_out as f64 * 8.0 / params as f64
+    };
+    let gbps = if seconds > 0.0 {
+        bytes_in as f64 / seconds / 1e9
+    } else {
+        0.0
+    };
+    let quantized = rows.iter().filter(|r| r.sqnr_db.is_some()).count();
+    if args.json {
+        let tensors: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({"name": r.name, "type": r.out_type, "sqnr_db": r.sqnr_db.map(json_f64),
+                       "bytes_before": r.bytes_in, "bytes_after": r.bytes_out,
+                       "parameters": r.parameters, "note": r.note})
+            })
+            .collect();
+        let doc = json!({
+            "input": args.input.display().to_string(), "output": args.output.display().to_string(),
+            "format": format.name(), "type": args.ty.to_possible_value().map(|v| v.get_name().to_string()),
+            "tensors": tensors,
+            "totals": {"tensors": rows.len(), "quantized": quantized, "parameters": params,
+                       "bytes_before": bytes_in, "bytes_after": bytes_out,
+                       "compression_ratio": json_f64(ratio), "bits_per_weight": json_f64(bpw),
+                       "seconds": json_f64(seconds), "gb_per_s": json_f64(gbps)},
+        });
+        println!("{doc}");
+        return;
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.out_type.clone(),
+                r.sqnr_db.map_or("-".into(), db),
+                format!("{} -> {}", bytes(r.bytes_in), bytes(r.bytes_out)),
+                r.note.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["name", "type", "SQNR dB", "bytes", "note"], &table);
+    println!(
+        "total: {} tensors ({quantized} quantized), {} -> {} (ratio {ratio:.2}x, {bpw:.2} bits/weight), {seconds:.2} s, {gbps:.2} GB/s -> {} ({})",
+        rows.len(),
+        bytes(bytes_in),
+        bytes(bytes_out),
+        args.output.display(),
+        format.name()
+    );
+}

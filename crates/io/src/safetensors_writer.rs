@@ -1,0 +1,159 @@
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::{AtomicFile, IoError, Result, TensorInfo};
+
+/// Writes a safetensors file one tensor at a time: the header (with every offset) is written first
+/// from the declared tensors, then each tensor's bytes in declaration order, so memory stays at one
+/// tensor whatever the file size. The file appears at its path only after [`SafetensorsWriter::finish`]
+/// (see [`AtomicFile`]).
+///
+/// ```
+/// use modelopt_io::{DType, SafetensorsFile, SafetensorsWriter, TensorInfo};
+/// let path = std::env::temp_dir().join(format!("modelopt-stw-doc-{}.safetensors", std::process::id()));
+/// let tensors = vec![TensorInfo::new("ids", DType::I64, vec![2])];
+/// let meta = [("format".to_string(), "pt".to_string())].into_iter().collect();
+/// let mut w = SafetensorsWriter::create(&path, tensors, meta)?;
+/// let bytes: Vec<u8> = [7i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect();
+/// w.write_tensor("ids", &bytes)?;
+/// w.finish()?;
+/// let f = SafetensorsFile::open(&path)?;
+/// assert_eq!(f.tensor_bytes("ids")?, &bytes[..]);
+/// assert_eq!(f.metadata()["format"], "pt");
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), modelopt_io::IoError>(())
+/// ```
+#[derive(Debug)]
+pub struct SafetensorsWriter {
+    file: AtomicFile,
+    tensors: Vec<(TensorInfo, usize)>,
+    next: usize,
+}
+
+impl SafetensorsWriter {
+    /// Declares the tensors (written later in this order) and the `__metadata__` map, and writes
+    /// the header to a temporary file beside `path`.
+    ///
+    /// ```
+    /// use modelopt_io::{DType, SafetensorsWriter, TensorInfo};
+    /// let dup = vec![TensorInfo::new("a", DType::U8, vec![1]), TensorInfo::new("a", DType::U8, vec![1])];
+    /// assert!(SafetensorsWriter::create(std::env::temp_dir().join("x.safetensors"), dup, Default::default()).is_err());
+    /// ```
+    pub fn create(
+        path: impl AsRef<Path>,
+        tensors: Vec<TensorInfo>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let mut header = Map::new();
+        if !metadata.is_empty() {
+            let m: Map<String, Value> = metadata
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            header.insert("__metadata__".into(), Value::Object(m));
+        }
+        let mut seen = HashSet::new();
+        let mut offset = 0usize;
+        let mut sized = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            if t.name == "__metadata__" || !seen.insert(t.name.clone()) {
+                return Err(IoError::format(
+                    path,
+                    format!("tensor name `{}` is reserved or repeated", t.name),
+                ));
+            }
+            if t.dtype.element_bytes().is_none() {
+                return Err(IoError::format(
+                    path,
+                    format!(
+                        "tensor `{}`: safetensors cannot store {} (store its blocks as U8)",
+                        t.name, t.dtype
+                    ),
+                ));
+            }
+            let n = t.bytes()?;
+            let end = offset
+                .checked_add(n)
+                .ok_or_else(|| IoError::format(path, "total size overflows"))?;
+            header.insert(
+                t.name.clone(),
+                json!({"dtype": t.dtype.name(), "shape": t.shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+            sized.push((t, n));
+        }
+        let mut text = serde_json::to_string(&Value::Object(header))
+            .map_err(|e| IoError::format(path, format!("cannot encode header: {e}")))?
+            .into_bytes();
+        // Pad with spaces so that the data starts 8-byte aligned, as the reference writer does.
+        text.resize(text.len().next_multiple_of(8), b' ');
+        let mut file = AtomicFile::create(path)?;
+        let io = |e| IoError::io(path, e);
+        file.write_all(&(text.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        file.write_all(&text).map_err(io)?;
+        Ok(SafetensorsWriter {
+            file,
+            tensors: sized,
+            next: 0,
+        })
+    }
+
+    /// Writes the bytes of the next declared tensor; `name` and the byte count must match it.
+    ///
+    /// ```
+    /// use modelopt_io::{DType, SafetensorsWriter, TensorInfo};
+    /// let path = std::env::temp_dir().join(format!("modelopt-stw2-doc-{}.safetensors", std::process::id()));
+    /// let mut w = SafetensorsWriter::create(&path, vec![TensorInfo::new("a", DType::U8, vec![2])], Default::default())?;
+    /// assert!(w.write_tensor("a", &[1]).is_err()); // 1 byte for 2 declared
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let target = self.file.target().to_path_buf();
+        let (t, n) = self.tensors.get(self.next).ok_or_else(|| {
+            IoError::format(
+                &target,
+                format!("tensor `{name}` was not declared (all tensors written)"),
+            )
+        })?;
+        if t.name != name || *n != bytes.len() {
+            return Err(IoError::format(
+                &target,
+                format!(
+                    "expected tensor `{}` ({n} bytes) next, got `{name}` ({} bytes)",
+                    t.name,
+                    bytes.len()
+                ),
+            ));
+        }
+        self.file
+            .write_all(bytes)
+            .map_err(|e| IoError::io(&target, e))?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Checks that every declared tensor was written and moves the file into place.
+    ///
+    /// ```
+    /// use modelopt_io::{DType, SafetensorsWriter, TensorInfo};
+    /// let path = std::env::temp_dir().join(format!("modelopt-stw3-doc-{}.safetensors", std::process::id()));
+    /// let w = SafetensorsWriter::create(&path, vec![TensorInfo::new("a", DType::U8, vec![2])], Default::default())?;
+    /// assert!(w.finish().is_err()); // `a` never written
+    /// assert!(!path.exists());
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn finish(self) -> Result<()> {
+        if let Some((t, _)) = self.tensors.get(self.next) {
+            return Err(IoError::format(
+                self.file.target(),
+                format!("tensor `{}` was declared but not written", t.name),
+            ));
+        }
+        self.file.commit()
+    }
+}

@@ -29,15 +29,23 @@ pub(crate) fn channel_norms(
     let (outer, c, inner) = split_at_axis(shape, axis)?;
     let mut acc = vec![0f64; c];
     if inner == 1 {
-        for row in values.chunks_exact(c.max(1)).take(outer) {
-            for (a, &x) in acc.iter_mut().zip(row) {
-                let x = f64::from(x);
-                *a = match norm {
-                    Norm::L1 => *a + x.abs(),
-                    Norm::L2 => *a + x * x,
-                    Norm::Inf => a.max(x.abs()),
-                };
-            }
+        let rows = values.chunks_exact(c.max(1)).take(outer);
+        match norm {
+            Norm::L1 => rows.for_each(|r| {
+                acc.iter_mut()
+                    .zip(r)
+                    .for_each(|(a, &x)| *a += f64::from(x.abs()))
+            }),
+            Norm::L2 => rows.for_each(|r| {
+                acc.iter_mut()
+                    .zip(r)
+                    .for_each(|(a, &x)| *a += f64::from(x) * f64::from(x))
+            }),
+            Norm::Inf => rows.for_each(|r| {
+                acc.iter_mut()
+                    .zip(r)
+                    .for_each(|(a, &x)| *a = a.max(f64::from(x.abs())))
+            }),
         }
         return Ok(acc);
     }
@@ -109,8 +117,12 @@ pub(crate) fn expand(
     let (outer, c, inner) = split_at_axis(shape, axis)?;
     let mut out = Vec::with_capacity(outer * c * inner);
     for _ in 0..outer {
-        for &k in channel_keep {
-            out.extend(std::iter::repeat_n(k, inner));
+        if inner == 1 {
+            out.extend_from_slice(channel_keep);
+        } else {
+            for &k in channel_keep {
+                out.extend(std::iter::repeat_n(k, inner));
+            }
         }
     }
     if let Some(p) = prior {

@@ -239,7 +239,11 @@ impl Pruner {
             .into());
         }
         check_finite(&s)?;
-        Ok(s.as_standard_layout().into_owned())
+        Ok(if s.is_standard_layout() {
+            s
+        } else {
+            s.as_standard_layout().into_owned()
+        })
     }
 
     /// Prunes several tensors ranked together (torch's `global_unstructured`): one selection over
@@ -293,9 +297,9 @@ impl Pruner {
             }
             let w = t.as_standard_layout();
             scores.push(if self.criterion.is_abs_magnitude() {
-                w.into_owned()
+                w
             } else {
-                self.scores(&w, prior)?
+                CowArray::from(self.scores(&w, prior)?)
             });
             keeps.push(prior.map(|p| p.keep().as_standard_layout().into_owned()));
         }

@@ -49,8 +49,11 @@ pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
             })
             .collect();
     }
+    if segs.iter().map(|s| s.scores.len()).sum::<usize>() > u32::MAX as usize {
+        return prune_lowest_large(segs, k, key);
+    }
     // Pass 1: histogram of the top 16 bits of the key over kept units.
-    let mut hist = vec![0u64; 1 << (32 - BUCKET_SHIFT)];
+    let mut hist = vec![0u32; 1 << (32 - BUCKET_SHIFT)];
     for s in segs {
         match s.keep {
             None => {
@@ -60,7 +63,7 @@ pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
             }
             Some(m) => {
                 for (&x, &kp) in s.scores.iter().zip(m) {
-                    hist[(key(x) >> BUCKET_SHIFT) as usize] += u64::from(kp);
+                    hist[(key(x) >> BUCKET_SHIFT) as usize] += u32::from(kp);
                 }
             }
         }
@@ -78,28 +81,46 @@ pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
     // Pass 2: the keys of that bucket, then select the (k - below)-th smallest among them.
     let mut cand = Vec::new();
     for s in segs {
-        for (i, &x) in s.scores.iter().enumerate() {
-            let kk = key(x);
-            if (kk >> BUCKET_SHIFT) as usize == bucket && s.keep.is_none_or(|m| m[i]) {
-                cand.push(kk);
-            }
+        match s.keep {
+            None => cand.extend(
+                s.scores
+                    .iter()
+                    .map(|&x| key(x))
+                    .filter(|&kk| (kk >> BUCKET_SHIFT) as usize == bucket),
+            ),
+            Some(m) => cand.extend(
+                s.scores
+                    .iter()
+                    .zip(m)
+                    .filter(|&(_, &kp)| kp)
+                    .map(|(&x, _)| key(x))
+                    .filter(|&kk| (kk >> BUCKET_SHIFT) as usize == bucket),
+            ),
         }
     }
     let r = k - below; // >= 1 and <= cand.len() by the choice of bucket
     let (lt, &mut threshold, _) = cand.select_nth_unstable(r - 1);
     let strictly_below = below + lt.iter().filter(|&&c| c < threshold).count();
     let mut ties = k - strictly_below;
+    let equal = cand.iter().filter(|&&c| c == threshold).count();
     // Pass 3: prune everything below the threshold and the first `ties` equal to it.
     segs.iter()
         .map(|s| {
-            let mut out = vec![false; s.scores.len()];
+            let mut out: Vec<bool> = match s.keep {
+                None => s.scores.iter().map(|&x| key(x) > threshold).collect(),
+                Some(m) => s
+                    .scores
+                    .iter()
+                    .zip(m)
+                    .map(|(&x, &kp)| kp & (key(x) > threshold))
+                    .collect(),
+            };
+            // Equal keys: unless all of them go, a second pass prunes only the first `ties`.
+            if equal == ties {
+                return out;
+            }
             for (i, (&x, o)) in s.scores.iter().zip(out.iter_mut()).enumerate() {
-                if !s.keep.is_none_or(|m| m[i]) {
-                    continue;
-                }
-                let kk = key(x);
-                *o = kk > threshold;
-                if kk == threshold {
+                if key(x) == threshold && s.keep.is_none_or(|m| m[i]) {
                     if ties > 0 {
                         ties -= 1;
                     } else {
@@ -110,6 +131,35 @@ pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
             out
         })
         .collect()
+}
+
+/// Fallback for more than 2^32 units (bucket counts would overflow u32): one selection on
+/// (key, position) pairs.
+fn prune_lowest_large<K: Fn(f32) -> u32 + Copy>(
+    segs: &[Segment<'_>],
+    k: usize,
+    key: K,
+) -> Vec<Vec<bool>> {
+    let mut all: Vec<(u32, usize, usize)> = Vec::new();
+    for (si, s) in segs.iter().enumerate() {
+        for (i, &x) in s.scores.iter().enumerate() {
+            if s.keep.is_none_or(|m| m[i]) {
+                all.push((key(x), si, i));
+            }
+        }
+    }
+    let mut out: Vec<Vec<bool>> = segs
+        .iter()
+        .map(|s| {
+            s.keep
+                .map_or_else(|| vec![true; s.scores.len()], <[bool]>::to_vec)
+        })
+        .collect();
+    if k > 0 {
+        all.select_nth_unstable(k - 1);
+        all[..k].iter().for_each(|&(_, si, i)| out[si][i] = false);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -77,8 +77,8 @@ impl<A: Float> State<A> {
 ///
 /// ```
 /// use modelopt_nn::Sgd;
-/// let opt = Sgd::builder(0.05).momentum(0.9).weight_decay(1e-4).build()?;
-/// assert!(Sgd::builder(0.05).momentum(1.5).build().is_err());
+/// let opt = Sgd::<f32>::builder(0.05).momentum(0.9).weight_decay(1e-4).build()?;
+/// assert!(Sgd::<f32>::builder(0.05).momentum(1.5).build().is_err());
 /// # Ok::<(), modelopt_nn::NnError>(())
 /// ```
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@
 
 mod cosine;
 mod dataset;
+mod digits;
 mod distiller;
 mod error;
 mod evaluate;
@@ -39,6 +40,7 @@ mod trainer;
 
 pub use cosine::CosineLoss;
 pub use dataset::Dataset;
+pub use digits::{Digits, DigitsPart, DigitsSplit};
 pub use distiller::{DistillLoss, Distiller, check_outputs};
 pub use error::{DistillError, Result};
 pub use evaluate::{accuracy, agreement, argmax_rows};

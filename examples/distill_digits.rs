@@ -19,6 +19,9 @@ struct Options {
     epochs: usize,
     temperature: f64,
     alpha: f64,
+    teacher_epochs: usize,
+    teacher_dropout: f64,
+    lr: f64,
 }
 
 fn options() -> Result<Options, Error> {
@@ -28,6 +31,9 @@ fn options() -> Result<Options, Error> {
         epochs: 60,
         temperature: 4.0,
         alpha: 0.1,
+        teacher_epochs: 100,
+        teacher_dropout: 0.3,
+        lr: 0.1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -39,6 +45,9 @@ fn options() -> Result<Options, Error> {
             "--epochs" => (o.epochs, i) = (value()?.parse()?, i + 1),
             "--temperature" => (o.temperature, i) = (value()?.parse()?, i + 1),
             "--alpha" => (o.alpha, i) = (value()?.parse()?, i + 1),
+            "--teacher-epochs" => (o.teacher_epochs, i) = (value()?.parse()?, i + 1),
+            "--teacher-dropout" => (o.teacher_dropout, i) = (value()?.parse()?, i + 1),
+            "--lr" => (o.lr, i) = (value()?.parse()?, i + 1),
             other => return Err(format!("unknown argument {other}").into()),
         }
         i += 1;
@@ -47,11 +56,11 @@ fn options() -> Result<Options, Error> {
 }
 
 /// The teacher, trained on the labels with a plain cross-entropy loop (the `nn` crate on its own).
-fn train_teacher(train: &DigitsPart, seed: u64) -> Result<Mlp<f32>, Error> {
-    let mut net = Mlp::<f32>::builder(&[64, 512, 512, 10]).dropout(0.2).seed(seed).build()?;
+fn train_teacher(train: &DigitsPart, epochs: usize, dropout: f64, seed: u64) -> Result<Mlp<f32>, Error> {
+    let mut net = Mlp::<f32>::builder(&[64, 512, 512, 10]).dropout(dropout).seed(seed).build()?;
     let mut opt = Adam::builder(1e-3).build()?;
     let mut batches = MiniBatches::new(train.len(), 32, seed)?;
-    for _ in 0..30 {
+    for _ in 0..epochs {
         for idx in batches.epoch() {
             let x = gather_rows(&train.inputs, idx)?;
             let y: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
@@ -65,6 +74,7 @@ fn train_teacher(train: &DigitsPart, seed: u64) -> Result<Mlp<f32>, Error> {
 }
 
 struct Run {
+    val_accuracy: f64,
     accuracy: f64,
     agreement: f64,
 }
@@ -81,7 +91,7 @@ fn main() -> Result<(), Error> {
     let started = Instant::now();
     let digits = Digits::load_bundled()?;
     let split = digits.split(0.15, 0.2, 0)?;
-    let teacher = train_teacher(&split.train, 0)?;
+    let teacher = train_teacher(&split.train, o.teacher_epochs, o.teacher_dropout, 0)?;
     let teacher_test = Teacher::predict(&teacher, &split.test.inputs)?;
     let teacher_acc = accuracy(&teacher_test, &split.test.labels)?;
 
@@ -96,17 +106,19 @@ fn main() -> Result<(), Error> {
         for (loss, runs) in [(&scratch_loss, &mut scratch), (&kd_loss, &mut distilled)] {
             let net = Mlp::<f32>::builder(&[64, 16, 10]).seed(100 + seed).build()?;
             student_params = net.parameter_count();
-            let mut student = MlpStudent::new(net, Sgd::builder(0.1).momentum(0.9).build()?);
+            let mut student = MlpStudent::new(net, Sgd::builder(o.lr).momentum(0.9).build()?);
             let trainer = Trainer::builder()
                 .epochs(o.epochs)
                 .batch_size(32)
-                .learning_rate(0.1)
+                .learning_rate(o.lr)
                 .schedule(LrSchedule::Cosine { min_lr: 0.0 })
                 .seed(seed)
                 .build()?;
             trainer.fit(&mut student, loss, Some(&teacher), &train, Some(&val), Hooks::new())?;
             let out = student.network.predict(&split.test.inputs)?;
+            let val_out = student.network.predict(&split.validation.inputs)?;
             runs.push(Run {
+                val_accuracy: accuracy(&val_out, &split.validation.labels)?,
                 accuracy: accuracy(&out, &split.test.labels)?,
                 agreement: agreement(&out, &teacher_test)?,
             });
@@ -115,17 +127,18 @@ fn main() -> Result<(), Error> {
     let stats = |runs: &[Run]| {
         let acc: Vec<f64> = runs.iter().map(|r| r.accuracy).collect();
         let agr: Vec<f64> = runs.iter().map(|r| r.agreement).collect();
-        (mean_std(&acc), mean_std(&agr))
+        let val: Vec<f64> = runs.iter().map(|r| r.val_accuracy).collect();
+        (mean_std(&acc), mean_std(&agr), mean_std(&val).0)
     };
-    let ((sa, ss), (sg, sgs)) = stats(&scratch);
-    let ((da, ds), (dg, dgs)) = stats(&distilled);
+    let ((sa, ss), (sg, sgs), sv) = stats(&scratch);
+    let ((da, ds), (dg, dgs), dv) = stats(&distilled);
     let seconds = started.elapsed().as_secs_f64();
     if o.json {
         println!(
             "{{\"data\":{{\"train\":{},\"validation\":{},\"test\":{}}},\"seeds\":{},\"epochs\":{},\"temperature\":{},\"alpha\":{},\
              \"teacher\":{{\"sizes\":[64,512,512,10],\"params\":{},\"test_accuracy\":{teacher_acc:.4}}},\
-             \"scratch\":{{\"sizes\":[64,16,10],\"params\":{student_params},\"test_accuracy_mean\":{sa:.4},\"test_accuracy_std\":{ss:.4},\"agreement_mean\":{sg:.4},\"agreement_std\":{sgs:.4}}},\
-             \"distilled\":{{\"sizes\":[64,16,10],\"params\":{student_params},\"test_accuracy_mean\":{da:.4},\"test_accuracy_std\":{ds:.4},\"agreement_mean\":{dg:.4},\"agreement_std\":{dgs:.4}}},\
+             \"scratch\":{{\"sizes\":[64,16,10],\"params\":{student_params},\"test_accuracy_mean\":{sa:.4},\"test_accuracy_std\":{ss:.4},\"agreement_mean\":{sg:.4},\"agreement_std\":{sgs:.4},\"validation_accuracy_mean\":{sv:.4}}},\
+             \"distilled\":{{\"sizes\":[64,16,10],\"params\":{student_params},\"test_accuracy_mean\":{da:.4},\"test_accuracy_std\":{ds:.4},\"agreement_mean\":{dg:.4},\"agreement_std\":{dgs:.4},\"validation_accuracy_mean\":{dv:.4}}},\
              \"distilled_minus_scratch\":{:.4},\"seconds\":{seconds:.2}}}",
             split.train.len(),
             split.validation.len(),

@@ -1,3 +1,55 @@
 //! # modelopt-distill
 //!
 //! Knowledge distillation: training a small student to imitate a large teacher.
+//!
+//! - [`Distiller`]: the one-verb trait (student outputs, teacher outputs, labels -> loss value, its
+//!   parts, and the gradient w.r.t. the student outputs), with [`KdLoss`] (Hinton KD, matching torch
+//!   to 1e-9 in f64), [`LogitMse`], [`CosineLoss`]; and [`HintLoss`] (FitNets feature hints with a
+//!   learned linear regressor).
+//! - [`Trainer`]: drives any [`Student`] (forward, backward, step, predict; [`MlpStudent`] is
+//!   ready-made) against any [`Teacher`] or stored teacher logits ([`Dataset::with_teacher_logits`],
+//!   [`read_npy_2d`]): epochs, batch size, [`LrSchedule`] (step, cosine), early stopping, seeded
+//!   batches, per-epoch metrics and an after-step hook through [`Hooks`], a progress line.
+//! - Evaluation: [`accuracy`], [`agreement`] with the teacher, [`evaluate_split`]; a single
+//!   [`distill_step`] for custom loops and benchmarks.
+//!
+//! ```
+//! use modelopt_distill::{Distiller, KdLoss};
+//! use ndarray::array;
+//! let kd = KdLoss::new(4.0, 0.1)?; // temperature 4, 10% label loss
+//! let student = array![[1000.0f64, -1000.0]]; // huge logits are fine (log-sum-exp)
+//! let teacher = array![[0.0f64, 0.0]];
+//! let out = kd.loss(&student, &teacher, &[0])?;
+//! assert!(out.total.is_finite() && out.grad.iter().all(|g| g.is_finite()));
+//! # Ok::<(), modelopt_distill::DistillError>(())
+//! ```
+
+mod cosine;
+mod dataset;
+mod digits;
+mod distiller;
+mod error;
+mod evaluate;
+mod hint;
+mod kd;
+mod mse;
+mod npy;
+mod schedule;
+mod student;
+mod trainer;
+
+pub use cosine::CosineLoss;
+pub use dataset::Dataset;
+pub use digits::{Digits, DigitsPart, DigitsSplit};
+pub use distiller::{DistillLoss, Distiller, check_outputs};
+pub use error::{DistillError, Result};
+pub use evaluate::{accuracy, agreement, argmax_rows};
+pub use hint::HintLoss;
+pub use kd::{KdLoss, KdLossBuilder};
+pub use mse::LogitMse;
+pub use npy::{read_npy, read_npy_2d, read_npy_labels};
+pub use schedule::LrSchedule;
+pub use student::{MlpStudent, Student, Teacher};
+pub use trainer::{
+    EpochMetrics, History, Hooks, SplitMetrics, StepInfo, Trainer, TrainerBuilder, distill_step, evaluate_split,
+};

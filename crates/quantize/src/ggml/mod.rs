@@ -33,6 +33,7 @@ mod q4;
 mod q5;
 mod q8_0;
 mod rows;
+mod f16_bits;
 mod simd;
 
 pub use k_quants::QK_K;

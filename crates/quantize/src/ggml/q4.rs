@@ -4,7 +4,8 @@
 
 use half::f16;
 
-use super::simd::{first_abs_max_index_32, min_max_32};
+use super::f16_bits::{f16_to_f32, f32_to_f16};
+use super::simd::{first_abs_max_index_32, int_of, min_max_32};
 
 /// One Q4_0 block: `x[j] ≈ d * (q[j] - 8)`, 18 bytes.
 ///
@@ -81,11 +82,11 @@ impl BlockQ4_0 {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut q = [0u8; 32];
         for (o, &v) in q.iter_mut().zip(x) {
-            // v * id lies in [-8, 8] up to rounding, so the sum is in [0.49, 16.6]: `as i32` truncates.
-            *o = ((v * id + 8.5) as i32).min(15) as u8;
+            // v * id lies in [-8, 8] up to rounding, so the sum is in [0.49, 16.6] and exact to convert.
+            *o = int_of((v * id + 8.5).trunc()).min(15) as u8;
         }
         BlockQ4_0 {
-            d: f16::from_f32(d),
+            d: f32_to_f16(d),
             qs: pack_nibbles(&q),
         }
     }
@@ -98,7 +99,7 @@ impl BlockQ4_0 {
     /// ```
     #[inline(always)]
     pub fn dequantize(&self) -> [f32; 32] {
-        let d = self.d.to_f32();
+        let d = f16_to_f32(self.d);
         let mut y = [0f32; 32];
         for j in 0..16 {
             y[j] = ((self.qs[j] & 0x0f) as i32 - 8) as f32 * d;
@@ -160,11 +161,11 @@ impl BlockQ4_1 {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut q = [0u8; 32];
         for (o, &v) in q.iter_mut().zip(x) {
-            *o = (((v - min) * id + 0.5) as i32).min(15) as u8;
+            *o = int_of(((v - min) * id + 0.5).trunc()).min(15) as u8;
         }
         BlockQ4_1 {
-            d: f16::from_f32(d),
-            m: f16::from_f32(min),
+            d: f32_to_f16(d),
+            m: f32_to_f16(min),
             qs: pack_nibbles(&q),
         }
     }
@@ -177,8 +178,8 @@ impl BlockQ4_1 {
     /// ```
     #[inline(always)]
     pub fn dequantize(&self) -> [f32; 32] {
-        let d = self.d.to_f32();
-        let m = self.m.to_f32();
+        let d = f16_to_f32(self.d);
+        let m = f16_to_f32(self.m);
         let mut y = [0f32; 32];
         for j in 0..16 {
             y[j] = (self.qs[j] & 0x0f) as f32 * d + m;

@@ -3,7 +3,8 @@
 
 use half::f16;
 
-use super::simd::{first_abs_max_index_32, min_max_32};
+use super::f16_bits::{f16_to_f32, f32_to_f16};
+use super::simd::{first_abs_max_index_32, int_of, min_max_32};
 
 /// One Q5_0 block: `x[j] ≈ d * (q[j] - 16)`, 22 bytes.
 ///
@@ -99,11 +100,11 @@ impl BlockQ5_0 {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut q = [0u8; 32];
         for (o, &v) in q.iter_mut().zip(x) {
-            *o = ((v * id + 16.5) as i32).min(31) as u8;
+            *o = int_of((v * id + 16.5).trunc()).min(31) as u8;
         }
         let (qh, qs) = pack5(&q);
         BlockQ5_0 {
-            d: f16::from_f32(d),
+            d: f32_to_f16(d),
             qh,
             qs,
         }
@@ -117,7 +118,7 @@ impl BlockQ5_0 {
     /// ```
     #[inline(always)]
     pub fn dequantize(&self) -> [f32; 32] {
-        let d = self.d.to_f32();
+        let d = f16_to_f32(self.d);
         let q = unpack5(&self.qh, &self.qs);
         let mut y = [0f32; 32];
         for (o, &v) in y.iter_mut().zip(&q) {
@@ -181,12 +182,12 @@ impl BlockQ5_1 {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut q = [0u8; 32];
         for (o, &v) in q.iter_mut().zip(x) {
-            *o = (((v - min) * id + 0.5) as i32).min(31) as u8;
+            *o = int_of(((v - min) * id + 0.5).trunc()).min(31) as u8;
         }
         let (qh, qs) = pack5(&q);
         BlockQ5_1 {
-            d: f16::from_f32(d),
-            m: f16::from_f32(min),
+            d: f32_to_f16(d),
+            m: f32_to_f16(min),
             qh,
             qs,
         }
@@ -200,8 +201,8 @@ impl BlockQ5_1 {
     /// ```
     #[inline(always)]
     pub fn dequantize(&self) -> [f32; 32] {
-        let d = self.d.to_f32();
-        let m = self.m.to_f32();
+        let d = f16_to_f32(self.d);
+        let m = f16_to_f32(self.m);
         let q = unpack5(&self.qh, &self.qs);
         let mut y = [0f32; 32];
         for (o, &v) in y.iter_mut().zip(&q) {

@@ -2,7 +2,8 @@
 
 use half::f16;
 
-use super::simd::abs_max_32;
+use super::f16_bits::{f16_to_f32, f32_to_f16};
+use super::simd::{abs_max_32, int_of, round_half_away};
 
 /// One Q8_0 block: `x[j] ≈ d * qs[j]`, 34 bytes.
 ///
@@ -52,10 +53,10 @@ impl BlockQ8_0 {
         let mut qs = [0i8; 32];
         for (q, &v) in qs.iter_mut().zip(x) {
             // |v * id| <= 127 + a few ulps, so the i32 -> i8 narrowing never wraps.
-            *q = (v * id).round() as i32 as i8;
+            *q = int_of(round_half_away(v * id)) as i8;
         }
         BlockQ8_0 {
-            d: f16::from_f32(d),
+            d: f32_to_f16(d),
             qs,
         }
     }
@@ -68,7 +69,7 @@ impl BlockQ8_0 {
     /// ```
     #[inline(always)]
     pub fn dequantize(&self) -> [f32; 32] {
-        let d = self.d.to_f32();
+        let d = f16_to_f32(self.d);
         let mut y = [0f32; 32];
         for (o, &q) in y.iter_mut().zip(&self.qs) {
             *o = q as f32 * d;

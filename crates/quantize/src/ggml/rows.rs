@@ -135,7 +135,27 @@ impl Isa {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
 fn encode_avx2(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
+    if ty == GgmlType::Q4_K {
+        return encode_blocks::<Q4KAvx2, 256, 144>(src, dst);
+    }
     encode_any(ty, src, dst)
+}
+
+/// Q4_K through its AVX2 scale search; only used inside `encode_avx2`.
+#[cfg(target_arch = "x86_64")]
+struct Q4KAvx2;
+
+#[cfg(target_arch = "x86_64")]
+impl BlockCodec<256, 144> for Q4KAvx2 {
+    #[inline(always)]
+    fn encode(x: &[f32; 256]) -> [u8; 144] {
+        // SAFETY: only instantiated in `encode_avx2`, which runs after the AVX2 check.
+        unsafe { BlockQ4_K::quantize_avx2(x) }.to_bytes()
+    }
+    #[inline(always)]
+    fn decode(b: &[u8; 144]) -> [f32; 256] {
+        BlockQ4_K::from_bytes(b).dequantize()
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

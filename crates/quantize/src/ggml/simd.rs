@@ -110,3 +110,35 @@ mod tests {
         assert!(!all_finite(&x));
     }
 }
+
+/// The `i32` of an integral `v` with `|v| < 2^22`, by the `+ 1.5 * 2^23` trick (a float add and
+/// integer ops, so it vectorises where a saturating `as i32` does not).
+#[inline(always)]
+pub(crate) fn int_of(v: f32) -> i32 {
+    ((v + 12_582_912.0).to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
+}
+
+/// `roundf`: to nearest, ties away from zero, written branch-free (`v - trunc(v)` is exact).
+#[inline(always)]
+pub(crate) fn round_half_away(v: f32) -> f32 {
+    let t = v.trunc();
+    if (v - t).abs() >= 0.5 { t + 1f32.copysign(v) } else { t }
+}
+
+#[cfg(test)]
+mod rounding_tests {
+    use super::*;
+
+    #[test]
+    fn round_half_away_matches_std() {
+        for v in [0.5f32, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 126.5, -127.4, 0.0, -0.0] {
+            assert_eq!(round_half_away(v), v.round(), "{v}");
+            assert_eq!(int_of(round_half_away(v)), v.round() as i32, "{v}");
+        }
+        for i in 0..100_000 {
+            let v = (i as f32 - 50_000.0) * 0.00317;
+            assert_eq!(round_half_away(v), v.round(), "{v}");
+            assert_eq!(int_of(v.trunc()), v as i32, "{v}");
+        }
+    }
+}

@@ -1,10 +1,11 @@
 //! The K-quants: 256-weight super-blocks with quantized sub-block scales (`ggml-quants.c`).
 //!
 //! Ported from `quantize_row_q*_K_ref` with plain `*` and `+` in the C evaluation order (no
-//! fused multiply-add), so the bytes match llama.cpp built without FMA contraction. The scale
-//! searches of `make_qkx2_quants` / `make_qx_quants` try every candidate scale in parallel
-//! lanes (one lane per candidate, each lane summing in the C order), then pick the winner
-//! sequentially as C does; this is exact and lets the compiler vectorise across candidates.
+//! fused multiply-add), so the bytes match llama.cpp built without FMA contraction. For speed
+//! the scale searches run several independent groups side by side: `make_qkx2_quants` over
+//! the sub-blocks of a super-block (one lane per sub-block, each lane following C's exact
+//! sequence of candidates), `make_qx_quants` over its candidate scales (they do not depend on
+//! each other; the winner is then picked in C's order).
 
 // pub(crate) mod q2_k;
 // pub(crate) mod q3_k;
@@ -12,8 +13,10 @@ pub(crate) mod q4_k;
 // pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 mod search;
+#[cfg(target_arch = "x86_64")]
+mod search_avx2;
 
-pub(crate) use search::{make_q3_quants, make_qkx2_quants, make_qx_quants};
+pub(crate) use search::{make_q3_quants, make_qx_quants};
 
 /// Weights per super-block (`QK_K`).
 pub const QK_K: usize = 256;
@@ -57,13 +60,6 @@ pub(crate) fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
         }
     }
     s
-}
-
-/// One 32-weight sub-block of `x` as a fixed array.
-#[inline(always)]
-pub(crate) fn sub32(x: &[f32; QK_K], j: usize) -> &[f32; 32] {
-    let (chunks, _) = x.as_chunks::<32>();
-    &chunks[j]
 }
 
 /// One 16-weight sub-block of `x` as a fixed array.

@@ -2,7 +2,10 @@
 
 use half::f16;
 
-use super::{QK_K, get_scale_min_k4, make_qkx2_quants, nearest_int, pack_scale_min_k4, sub32};
+use crate::ggml::f16_bits::{f16_to_f32, f32_to_f16};
+
+use super::search::make_qkx2_quants_lanes;
+use super::{QK_K, get_scale_min_k4, nearest_int, pack_scale_min_k4};
 
 /// One Q4_K super-block: `x ≈ d * sc[j] * q - dmin * m[j]` for sub-block `j`, 144 bytes.
 ///
@@ -54,31 +57,74 @@ impl BlockQ4_K {
     /// ```
     #[inline(always)]
     pub fn quantize(x: &[f32; QK_K]) -> Self {
+        Self::quantize_impl::<false>(x)
+    }
+
+    /// [`BlockQ4_K::quantize`] with the AVX2 scale search.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) unsafe fn quantize_avx2(x: &[f32; QK_K]) -> Self {
+        Self::quantize_impl::<true>(x)
+    }
+
+    /// `AVX2 = true` only through [`BlockQ4_K::quantize_avx2`], whose caller checked the CPU.
+    #[inline(always)]
+    fn quantize_impl<const AVX2: bool>(x: &[f32; QK_K]) -> Self {
+        // Sub-block j in lane j: element i of every sub-block side by side.
+        let mut xt = [[0f32; 8]; 32];
+        for (j, xs) in x.as_chunks::<32>().0.iter().enumerate() {
+            for i in 0..32 {
+                xt[i][j] = xs[i];
+            }
+        }
+        let mut sum_x2 = [0f32; 8];
+        for row in &xt {
+            for j in 0..8 {
+                sum_x2[j] += row[j] * row[j];
+            }
+        }
+        let mut av_x = [0f32; 8];
+        for j in 0..8 {
+            av_x[j] = (sum_x2[j] / 32.0).sqrt();
+        }
+        let mut wt = [[0f32; 8]; 32];
+        for i in 0..32 {
+            for j in 0..8 {
+                wt[i][j] = av_x[j] + xt[i][j].abs();
+            }
+        }
+        let mut lt = [[0f32; 8]; 32];
+        #[cfg(target_arch = "x86_64")]
+        let (scales, mins) = if AVX2 {
+            // SAFETY: `AVX2` is only true when called through `quantize_avx2`.
+            unsafe {
+                super::search_avx2::make_qkx2_quants_x8::<32>(
+                    15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false,
+                )
+            }
+        } else {
+            make_qkx2_quants_lanes::<32, 8>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (scales, mins) =
+            make_qkx2_quants_lanes::<32, 8>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false);
         let mut l = [[0u8; 32]; 8];
-        let mut scales = [0f32; 8];
-        let mut mins = [0f32; 8];
+        for i in 0..32 {
+            for j in 0..8 {
+                l[j][i] = lt[i][j] as u8;
+            }
+        }
         let mut max_scale = 0f32;
         let mut max_min = 0f32;
         for j in 0..8 {
-            let xs = sub32(x, j);
-            let mut sum_x2 = 0f32;
-            for &v in xs {
-                sum_x2 += v * v;
+            if scales[j] > max_scale {
+                max_scale = scales[j];
             }
-            let av_x = (sum_x2 / 32.0).sqrt();
-            let mut weights = [0f32; 32];
-            for (w, &v) in weights.iter_mut().zip(xs) {
-                *w = av_x + v.abs();
-            }
-            let (scale, min) =
-                make_qkx2_quants::<32, 24>(15, xs, &weights, &mut l[j], -1.0, 0.1, 20, false);
-            scales[j] = scale;
-            mins[j] = min;
-            if scale > max_scale {
-                max_scale = scale;
-            }
-            if min > max_min {
-                max_min = min;
+            if mins[j] > max_min {
+                max_min = mins[j];
             }
         }
         let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
@@ -91,8 +137,8 @@ impl BlockQ4_K {
             lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
         }
         let packed = pack_scale_min_k4(&ls, &lm);
-        let d = f16::from_f32(max_scale / 63.0);
-        let dmin = f16::from_f32(max_min / 63.0);
+        let d = f32_to_f16(max_scale / 63.0);
+        let dmin = f32_to_f16(max_min / 63.0);
         let mut qs = [0u8; 128];
         for g in 0..4 {
             for k in 0..32 {
@@ -115,8 +161,8 @@ impl BlockQ4_K {
     /// ```
     #[inline(always)]
     pub fn dequantize(&self) -> [f32; QK_K] {
-        let d = self.d.to_f32();
-        let min = self.dmin.to_f32();
+        let d = f16_to_f32(self.d);
+        let min = f16_to_f32(self.dmin);
         let mut y = [0f32; QK_K];
         for g in 0..4 {
             let (sc1, m1) = get_scale_min_k4(2 * g, &self.scales);

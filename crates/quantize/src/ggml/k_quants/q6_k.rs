@@ -2,6 +2,8 @@
 
 use half::f16;
 
+use crate::ggml::f16_bits::{f16_to_f32, f32_to_f16};
+
 use super::{GROUP_MAX_EPS, QK_K, make_qx_quants, nearest_int, sub16};
 
 /// One Q6_K super-block: `x ≈ d * scales[j] * (q - 32)` for sub-block `j`, 210 bytes.
@@ -68,11 +70,11 @@ impl BlockQ6_K {
                 ql: [0; 128],
                 qh: [0; 64],
                 scales: [0; 16],
-                d: f16::from_f32(0.0),
+                d: f32_to_f16(0.0),
             };
         }
         let iscale = -128.0 / max_scale;
-        let d = f16::from_f32(1.0 / iscale);
+        let d = f32_to_f16(1.0 / iscale);
         let mut sc = [0i8; 16];
         for ib in 0..16 {
             sc[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
@@ -111,7 +113,7 @@ impl BlockQ6_K {
     /// ```
     #[inline(always)]
     pub fn dequantize(&self) -> [f32; QK_K] {
-        let d = self.d.to_f32();
+        let d = f16_to_f32(self.d);
         let mut y = [0f32; QK_K];
         for h in 0..2 {
             let (ql, qh, sc) = (&self.ql[64 * h..], &self.qh[32 * h..], &self.scales[8 * h..]);

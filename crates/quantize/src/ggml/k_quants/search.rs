@@ -1,134 +1,8 @@
 //! The scale searches of the K-quants: `make_qkx2_quants`, `make_qx_quants`, `make_q3_quants`.
 
+use std::array::from_fn;
+
 use super::{GROUP_MAX_EPS, nearest_int};
-
-/// `make_qkx2_quants` of ggml: fits `x ≈ scale * L + min` (`L` in `0..=nmax`, `min <= 0`) with
-/// weighted squared (or absolute, `use_mad`) error, trying `nstep + 1` scales
-/// `(rmin + rdelta * is + nmax) / (max - min)`. Writes `L`; returns `(scale, -min)`.
-///
-/// `LANES` (>= `nstep + 1`) candidates run side by side; each lane accumulates its sums in
-/// element order exactly as the C loop does, and the winner is chosen in C's order.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub(crate) fn make_qkx2_quants<const N: usize, const LANES: usize>(
-    nmax: i32,
-    x: &[f32; N],
-    weights: &[f32; N],
-    l_out: &mut [u8; N],
-    rmin: f32,
-    rdelta: f32,
-    nstep: usize,
-    use_mad: bool,
-) -> (f32, f32) {
-    let mut min = x[0];
-    let mut max = x[0];
-    let mut sum_w = weights[0];
-    let mut sum_x = sum_w * x[0];
-    for i in 1..N {
-        if x[i] < min {
-            min = x[i];
-        }
-        if x[i] > max {
-            max = x[i];
-        }
-        let w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if min > 0.0 {
-        min = 0.0;
-    }
-    if max == min {
-        l_out.fill(0);
-        return (0.0, -min);
-    }
-    let nmaxf = nmax as f32;
-    let iscale = nmaxf / (max - min);
-    let mut scale = 1.0 / iscale;
-    let mut best_error = 0f32;
-    for i in 0..N {
-        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-        l_out[i] = l as u8;
-        let diff = scale * l as f32 + min - x[i];
-        let diff = if use_mad { diff.abs() } else { diff * diff };
-        best_error += weights[i] * diff;
-    }
-    if nstep < 1 {
-        return (scale, -min);
-    }
-
-    // Candidates after an accepted one see the new `min` (C updates it inside the loop), so
-    // evaluate all remaining candidates speculatively with the current `min`, accept the first
-    // that wins, and re-run the rest with the updated `min`.
-    let mut first = 0usize;
-    while first <= nstep {
-        let mut isc = [0f32; LANES];
-        for (k, v) in isc.iter_mut().enumerate() {
-            *v = (rmin + rdelta * (first + k) as f32 + nmaxf) / (max - min);
-        }
-        // Pass 1: the candidate codes and their weighted sums.
-        let mut lv = [[0f32; LANES]; N];
-        let mut sum_l = [0f32; LANES];
-        let mut sum_l2 = [0f32; LANES];
-        let mut sum_xl = [0f32; LANES];
-        for i in 0..N {
-            let xm = x[i] - min;
-            let w = weights[i];
-            let xi = x[i];
-            let row = &mut lv[i];
-            for k in 0..LANES {
-                let l = nearest_int(isc[k] * xm).clamp(0, nmax) as f32;
-                row[k] = l;
-                let wl = w * l;
-                sum_l[k] += wl;
-                sum_l2[k] += wl * l;
-                sum_xl[k] += wl * xi;
-            }
-        }
-        // The least-squares scale and min of each candidate.
-        let mut this_scale = [0f32; LANES];
-        let mut this_min = [0f32; LANES];
-        let mut valid = [false; LANES];
-        for k in 0..LANES {
-            let d = sum_w * sum_l2[k] - sum_l[k] * sum_l[k];
-            let mut ts = (sum_w * sum_xl[k] - sum_x * sum_l[k]) / d;
-            let mut tm = (sum_l2[k] * sum_x - sum_l[k] * sum_xl[k]) / d;
-            if tm > 0.0 {
-                tm = 0.0;
-                ts = sum_xl[k] / sum_l2[k];
-            }
-            this_scale[k] = ts;
-            this_min[k] = tm;
-            valid[k] = d > 0.0;
-        }
-        // Pass 2: the error of each candidate.
-        let mut err = [0f32; LANES];
-        for i in 0..N {
-            let w = weights[i];
-            let xi = x[i];
-            let row = &lv[i];
-            for k in 0..LANES {
-                let diff = this_scale[k] * row[k] + this_min[k] - xi;
-                let diff = if use_mad { diff.abs() } else { diff * diff };
-                err[k] += w * diff;
-            }
-        }
-        let count = (nstep + 1 - first).min(LANES);
-        match (0..count).find(|&k| valid[k] && err[k] < best_error) {
-            Some(k) => {
-                for i in 0..N {
-                    l_out[i] = lv[i][k] as u8;
-                }
-                best_error = err[k];
-                scale = this_scale[k];
-                min = this_min[k];
-                first += k + 1;
-            }
-            None => first += count,
-        }
-    }
-    (scale, -min)
-}
 
 /// `make_qx_quants` of ggml with `rmse_type = 1` and no importance weights (weights `x^2`):
 /// symmetric codes `L` in `0..2*nmax` (stored `+ nmax`), 18 extra scales
@@ -254,4 +128,145 @@ pub(crate) fn make_q3_quants<const N: usize>(nmax: i32, x: &[f32; N], l_out: &mu
         l_out[i] = (l[i] + nmax) as i8;
     }
     if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
+
+/// Round to nearest, ties to even, in the float domain: equal to `nearest_int(v) as f32` for
+/// `|v| <= 2^22` (the `+ 1.5 * 2^23` sum has unit spacing, so the adder does the rounding).
+#[inline(always)]
+fn rne(v: f32) -> f32 {
+    (v + 12_582_912.0) - 12_582_912.0
+}
+
+/// `MAX(0, MIN(hi, l))` as two selects (no `clamp` assertion, so it vectorises).
+#[inline(always)]
+fn clamp0(l: f32, hi: f32) -> f32 {
+    let l = if l > hi { hi } else { l };
+    if l < 0.0 { 0.0 } else { l }
+}
+
+/// `make_qkx2_quants` of ggml for `LANES` independent groups at once (lane `k` of `xt[i]` is
+/// element `i` of group `k`), e.g. the 8 sub-blocks of a Q4_K super-block. It fits
+/// `x ≈ scale * L + min` (`L` in `0..=nmax`, `min <= 0`) minimising the weighted squared (or
+/// absolute, `use_mad`) error over the candidate scales `(rmin + rdelta * is + nmax) /
+/// (max - min)`, `is` in `0..=nstep`; an accepted candidate updates `min` for the next ones. Every lane runs C's exact
+/// sequence of candidates, in C's order, with its own accept/reject decisions turned into
+/// selects, so each lane is bit-identical to one scalar call while the work vectorises across
+/// lanes. Writes the codes (as small integral floats) and returns `(scales, mins)` where
+/// `mins` is `the_min` (`-min`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn make_qkx2_quants_lanes<const N: usize, const LANES: usize>(
+    nmax: i32,
+    xt: &[[f32; LANES]; N],
+    wt: &[[f32; LANES]; N],
+    l_out: &mut [[f32; LANES]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([f32; LANES], [f32; LANES]) {
+    let nmaxf = nmax as f32;
+    let mut min = xt[0];
+    let mut max = xt[0];
+    let mut sum_w = wt[0];
+    let mut sum_x = [0f32; LANES];
+    for k in 0..LANES {
+        sum_x[k] = sum_w[k] * xt[0][k];
+    }
+    for i in 1..N {
+        for k in 0..LANES {
+            let x = xt[i][k];
+            min[k] = if x < min[k] { x } else { min[k] };
+            max[k] = if x > max[k] { x } else { max[k] };
+            let w = wt[i][k];
+            sum_w[k] += w;
+            sum_x[k] += w * x;
+        }
+    }
+    let mut flat = [false; LANES];
+    let mut scale = [0f32; LANES];
+    let mut iscale = [0f32; LANES];
+    for k in 0..LANES {
+        min[k] = if min[k] > 0.0 { 0.0 } else { min[k] };
+        flat[k] = max[k] == min[k];
+        iscale[k] = nmaxf / (max[k] - min[k]);
+        scale[k] = 1.0 / iscale[k];
+    }
+    let mut best = [0f32; LANES];
+    for i in 0..N {
+        for k in 0..LANES {
+            let x = xt[i][k];
+            let l = clamp0(rne(iscale[k] * (x - min[k])), nmaxf);
+            l_out[i][k] = l;
+            let diff = scale[k] * l + min[k] - x;
+            let diff = if use_mad { diff.abs() } else { diff * diff };
+            best[k] += wt[i][k] * diff;
+        }
+    }
+    let mut laux = [[0f32; LANES]; N];
+    for is in 0..=nstep {
+        let mut isc = [0f32; LANES];
+        for k in 0..LANES {
+            isc[k] = (rmin + rdelta * is as f32 + nmaxf) / (max[k] - min[k]);
+        }
+        // Whole-lane array expressions keep the accumulators in vector registers.
+        let mut sum_l = [0f32; LANES];
+        let mut sum_l2 = [0f32; LANES];
+        let mut sum_xl = [0f32; LANES];
+        for i in 0..N {
+            let x = xt[i];
+            let w = wt[i];
+            let l: [f32; LANES] = from_fn(|k| clamp0(rne(isc[k] * (x[k] - min[k])), nmaxf));
+            laux[i] = l;
+            let wl: [f32; LANES] = from_fn(|k| w[k] * l[k]);
+            sum_l = from_fn(|k| sum_l[k] + wl[k]);
+            sum_l2 = from_fn(|k| sum_l2[k] + wl[k] * l[k]);
+            sum_xl = from_fn(|k| sum_xl[k] + wl[k] * x[k]);
+        }
+        let mut ts = [0f32; LANES];
+        let mut tm = [0f32; LANES];
+        let mut ok = [false; LANES];
+        for k in 0..LANES {
+            let d = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k];
+            let s = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / d;
+            let m = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / d;
+            let pos = m > 0.0;
+            tm[k] = if pos { 0.0 } else { m };
+            ts[k] = if pos { sum_xl[k] / sum_l2[k] } else { s };
+            ok[k] = d > 0.0 && !flat[k];
+        }
+        let mut err = [0f32; LANES];
+        for i in 0..N {
+            let (l, x, w) = (laux[i], xt[i], wt[i]);
+            let diff: [f32; LANES] = from_fn(|k| ts[k] * l[k] + tm[k] - x[k]);
+            let diff: [f32; LANES] =
+                from_fn(|k| if use_mad { diff[k].abs() } else { diff[k] * diff[k] });
+            err = from_fn(|k| err[k] + w[k] * diff[k]);
+        }
+        let mut take = [false; LANES];
+        for k in 0..LANES {
+            take[k] = ok[k] && err[k] < best[k];
+            best[k] = if take[k] { err[k] } else { best[k] };
+            scale[k] = if take[k] { ts[k] } else { scale[k] };
+            min[k] = if take[k] { tm[k] } else { min[k] };
+        }
+        if take.iter().any(|&t| t) {
+            for i in 0..N {
+                for k in 0..LANES {
+                    l_out[i][k] = if take[k] { laux[i][k] } else { l_out[i][k] };
+                }
+            }
+        }
+    }
+    let mut the_min = [0f32; LANES];
+    for k in 0..LANES {
+        the_min[k] = -min[k];
+        scale[k] = if flat[k] { 0.0 } else { scale[k] };
+    }
+    for row in l_out.iter_mut() {
+        for k in 0..LANES {
+            row[k] = if flat[k] { 0.0 } else { row[k] };
+        }
+    }
+    (scale, the_min)
 }

@@ -1,0 +1,403 @@
+//! [`Pruner`]: a criterion, an amount and a structure, applied to one tensor or many.
+
+use modelopt_tensor_core::{CoreError, stats::check_finite};
+use ndarray::{ArrayD, ArrayRef, ArrayViewD, CowArray, Dimension, IxDyn};
+
+use crate::channels::{alive_channels, channel_norms, expand, keep_channels};
+use crate::groups::{block_keep, nm_keep};
+use crate::select::{Segment, abs_key, ordered_key, prune_lowest};
+use crate::{Amount, Mask, PruneError, PruningCriterion, Result, Structure};
+
+/// Whether tensors are ranked one by one or all together.
+///
+/// ```
+/// assert_eq!(modelopt_prune::Scope::default(), modelopt_prune::Scope::Local);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// Each tensor pruned by the amount on its own.
+    #[default]
+    Local,
+    /// All tensors' weights ranked together (torch's `global_unstructured`; unstructured only).
+    Global,
+}
+
+/// Prunes tensors: a [`PruningCriterion`] scores the weights, the [`Structure`] groups them into
+/// units, and the [`Amount`] says how many of the units still unpruned to remove.
+///
+/// Defaults of [`Pruner::new`]: amount `Fraction(0.5)`, `Structure::Unstructured`.
+///
+/// Ties between equal scores are broken deterministically: the lower score is pruned first,
+/// then the lower position (row-major flat index; for global scope, tensor order then flat
+/// index; for channels and blocks, the lower unit index).
+///
+/// ```
+/// use modelopt_prune::{Amount, L1Magnitude, Pruner};
+/// use ndarray::array;
+/// let w = array![[0.1f32, -2.0], [0.3, 4.0]];
+/// let mask = Pruner::new(L1Magnitude).amount(Amount::fraction(0.5)?).prune(&w)?;
+/// assert_eq!(mask.to_u8(), array![[0u8, 1], [0, 1]].into_dyn());
+/// // Pruning again takes half of what remains, as torch's PruningContainer.
+/// let again = Pruner::new(L1Magnitude).amount(Amount::fraction(0.5)?).prune_again(&w, &mask)?;
+/// assert_eq!(again.num_kept(), 1);
+/// # Ok::<(), modelopt_prune::PruneError>(())
+/// ```
+pub struct Pruner {
+    criterion: Box<dyn PruningCriterion>,
+    amount: Amount,
+    structure: Structure,
+}
+
+impl std::fmt::Debug for Pruner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pruner")
+            .field("amount", &self.amount)
+            .field("structure", &self.structure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pruner {
+    /// A pruner with this criterion (amount 0.5, unstructured).
+    ///
+    /// ```
+    /// let _ = modelopt_prune::Pruner::new(modelopt_prune::L2Magnitude);
+    /// ```
+    pub fn new(criterion: impl PruningCriterion + 'static) -> Self {
+        Self::boxed(Box::new(criterion))
+    }
+
+    /// A pruner with a boxed criterion (e.g. chosen at run time).
+    ///
+    /// ```
+    /// let c = modelopt_prune::criterion_by_name("random", 3)?;
+    /// let _ = modelopt_prune::Pruner::boxed(c);
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    pub fn boxed(criterion: Box<dyn PruningCriterion>) -> Self {
+        Pruner {
+            criterion,
+            amount: Amount::Fraction(0.5),
+            structure: Structure::Unstructured,
+        }
+    }
+
+    /// Sets the amount (already validated by its constructor).
+    ///
+    /// ```
+    /// use modelopt_prune::{Amount, L1Magnitude, Pruner};
+    /// let _ = Pruner::new(L1Magnitude).amount(Amount::count(10));
+    /// ```
+    pub fn amount(mut self, amount: Amount) -> Self {
+        self.amount = amount;
+        self
+    }
+
+    /// Sets the structure (already validated by its constructor).
+    ///
+    /// ```
+    /// use modelopt_prune::{L1Magnitude, Norm, Pruner, Structure};
+    /// let _ = Pruner::new(L1Magnitude).structure(Structure::channels(0, Norm::L2));
+    /// ```
+    pub fn structure(mut self, structure: Structure) -> Self {
+        self.structure = structure;
+        self
+    }
+
+    /// The mask that prunes `weights` from scratch.
+    ///
+    /// Errors: non-finite weight or score (naming the index), empty tensor, bad axis, a count
+    /// above the number of units, N:M or block sides that do not divide the dims.
+    ///
+    /// ```
+    /// use modelopt_prune::{L1Magnitude, Pruner};
+    /// let e = Pruner::new(L1Magnitude).prune(&ndarray::array![1.0f32, f32::NAN]).unwrap_err();
+    /// assert!(e.to_string().contains("flat index 1"));
+    /// ```
+    pub fn prune<D: Dimension>(&self, weights: &ArrayRef<f32, D>) -> Result<Mask> {
+        self.prune_impl(weights.view().into_dyn(), None)
+    }
+
+    /// Prunes again on top of `prior`: the amount applies to the units `prior` left (torch's
+    /// `PruningContainer`); the result is `prior` AND the new mask. Scores are computed on the
+    /// masked weights, as torch does on a pruned module.
+    ///
+    /// ```
+    /// use modelopt_prune::{Amount, L1Magnitude, Mask, Pruner};
+    /// use ndarray::array;
+    /// let w = array![1.0f32, 2.0, 3.0, 4.0];
+    /// let prior = Mask::from_keep(array![false, true, true, true].into_dyn());
+    /// let m = Pruner::new(L1Magnitude).amount(Amount::count(1)).prune_again(&w, &prior)?;
+    /// assert_eq!(m.to_u8(), array![0u8, 0, 1, 1].into_dyn());
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    pub fn prune_again<D: Dimension>(
+        &self,
+        weights: &ArrayRef<f32, D>,
+        prior: &Mask,
+    ) -> Result<Mask> {
+        self.prune_impl(weights.view().into_dyn(), Some(prior))
+    }
+
+    fn prune_impl(&self, weights: ArrayViewD<'_, f32>, prior: Option<&Mask>) -> Result<Mask> {
+        if weights.is_empty() {
+            return Err(CoreError::Empty { what: "weights" }.into());
+        }
+        check_finite(&weights)?;
+        if let Some(p) = prior
+            && p.shape() != weights.shape()
+        {
+            return Err(CoreError::ShapeMismatch {
+                expected: weights.shape().to_vec(),
+                found: p.shape().to_vec(),
+            }
+            .into());
+        }
+        let shape = weights.shape().to_vec();
+        let w = weights.as_standard_layout();
+        let prior_keep = prior.map(|p| p.keep().as_standard_layout());
+        let prior_slice = prior_keep.as_ref().and_then(|k| k.as_slice());
+        let w_slice = w.as_slice().ok_or(CoreError::Empty { what: "weights" })?; // ok: standard layout
+        let keep = match self.structure {
+            Structure::Unstructured => {
+                let remaining = prior.map_or(w_slice.len(), Mask::num_kept);
+                let k = self
+                    .amount
+                    .units_to_prune_of(w_slice.len(), remaining, "weights")?;
+                let seg_scores;
+                let out = if self.criterion.is_abs_magnitude() {
+                    prune_lowest(
+                        &[Segment {
+                            scores: w_slice,
+                            keep: prior_slice,
+                        }],
+                        k,
+                        abs_key,
+                    )
+                } else {
+                    seg_scores = self.scores(&w, prior)?;
+                    let s = seg_scores
+                        .as_slice()
+                        .ok_or(CoreError::Empty { what: "scores" })?;
+                    prune_lowest(
+                        &[Segment {
+                            scores: s,
+                            keep: prior_slice,
+                        }],
+                        k,
+                        ordered_key,
+                    )
+                };
+                out.into_iter().next().unwrap_or_default()
+            }
+            Structure::Channels { axis, norm } => {
+                let norms = if self.criterion.is_abs_magnitude() && prior.is_none() {
+                    channel_norms(w_slice, &shape, axis, norm)?
+                } else {
+                    let s = self.scores(&w, prior)?;
+                    let s = s.as_slice().ok_or(CoreError::Empty { what: "scores" })?;
+                    channel_norms(s, &shape, axis, norm)?
+                };
+                let alive = alive_channels(prior_slice, &shape, axis)?;
+                let ch = keep_channels(&norms, &alive, &self.amount)?;
+                expand(&ch, prior_slice, &shape, axis)?
+            }
+            Structure::NM { n, m } => {
+                let s = self.scores(&w, prior)?;
+                let mut keep =
+                    prior.map_or_else(|| Mask::ones(&shape).keep().clone(), |p| p.keep().clone());
+                nm_keep(s.view(), keep.view_mut(), n, m)?;
+                return Ok(Mask::from_keep(keep));
+            }
+            Structure::Block { rows, cols } => {
+                let s = self.scores(&w, prior)?;
+                let mut keep =
+                    prior.map_or_else(|| Mask::ones(&shape).keep().clone(), |p| p.keep().clone());
+                block_keep(s.view(), keep.view_mut(), rows, cols, &self.amount)?;
+                return Ok(Mask::from_keep(keep));
+            }
+        };
+        let keep =
+            ArrayD::from_shape_vec(IxDyn(&shape), keep).map_err(|_| CoreError::ShapeMismatch {
+                expected: shape.clone(),
+                found: vec![],
+            })?;
+        Ok(Mask::from_keep(keep))
+    }
+
+    /// Criterion scores of the (masked) weights, in standard layout, checked for shape and NaN.
+    fn scores(&self, w: &CowArray<'_, f32, IxDyn>, prior: Option<&Mask>) -> Result<ArrayD<f32>> {
+        let s = match prior {
+            Some(p) => self.criterion.scores(&p.apply(w)?)?,
+            None => self.criterion.scores(w)?,
+        };
+        if s.shape() != w.shape() {
+            return Err(CoreError::ShapeMismatch {
+                expected: w.shape().to_vec(),
+                found: s.shape().to_vec(),
+            }
+            .into());
+        }
+        check_finite(&s)?;
+        Ok(if s.is_standard_layout() {
+            s
+        } else {
+            s.as_standard_layout().into_owned()
+        })
+    }
+
+    /// Prunes several tensors ranked together (torch's `global_unstructured`): one selection over
+    /// all weights, O(total). `priors`, if given, holds one mask per tensor; the amount applies
+    /// to what they left. Errors unless the structure is unstructured.
+    ///
+    /// ```
+    /// use modelopt_prune::{Amount, L1Magnitude, Pruner};
+    /// use ndarray::array;
+    /// let a = array![[1.0f32, 5.0]].into_dyn();
+    /// let b = array![2.0f32, 0.5, 6.0].into_dyn();
+    /// let masks = Pruner::new(L1Magnitude).amount(Amount::count(2)).prune_global(&[a.view(), b.view()], None)?;
+    /// assert_eq!(masks[0].num_pruned() + masks[1].num_pruned(), 2);
+    /// assert_eq!(masks[1].to_u8(), array![1u8, 0, 1].into_dyn());
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    pub fn prune_global(
+        &self,
+        tensors: &[ArrayViewD<'_, f32>],
+        priors: Option<&[Mask]>,
+    ) -> Result<Vec<Mask>> {
+        if self.structure != Structure::Unstructured {
+            return Err(CoreError::invalid(
+                "scope",
+                "global scope ranks single weights only (structure must be unstructured, as in torch)",
+            )
+            .into());
+        }
+        if let Some(p) = priors
+            && p.len() != tensors.len()
+        {
+            return Err(CoreError::invalid(
+                "priors",
+                format!("{} masks for {} tensors", p.len(), tensors.len()),
+            )
+            .into());
+        }
+        let mut scores = Vec::with_capacity(tensors.len());
+        let mut keeps = Vec::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            check_finite(t)?;
+            let prior = priors.map(|p| &p[i]);
+            if let Some(p) = prior
+                && p.shape() != t.shape()
+            {
+                return Err(CoreError::ShapeMismatch {
+                    expected: t.shape().to_vec(),
+                    found: p.shape().to_vec(),
+                }
+                .into());
+            }
+            let w = t.as_standard_layout();
+            scores.push(if self.criterion.is_abs_magnitude() {
+                w
+            } else {
+                CowArray::from(self.scores(&w, prior)?)
+            });
+            keeps.push(prior.map(|p| p.keep().as_standard_layout().into_owned()));
+        }
+        let total: usize = tensors.iter().map(|t| t.len()).sum();
+        if total == 0 {
+            return Err(CoreError::Empty { what: "tensors" }.into());
+        }
+        let remaining: usize = keeps
+            .iter()
+            .zip(tensors)
+            .map(|(k, t)| {
+                k.as_ref()
+                    .map_or(t.len(), |k| k.iter().filter(|&&x| x).count())
+            })
+            .sum();
+        let k = self.amount.units_to_prune_of(total, remaining, "weights")?;
+        let segs: Vec<Segment<'_>> = scores
+            .iter()
+            .zip(&keeps)
+            .map(|(s, kp)| Segment {
+                scores: s.as_slice().unwrap_or(&[]),
+                keep: kp.as_ref().and_then(|k| k.as_slice()),
+            })
+            .collect();
+        let out = if self.criterion.is_abs_magnitude() {
+            prune_lowest(&segs, k, abs_key)
+        } else {
+            prune_lowest(&segs, k, ordered_key)
+        };
+        out.into_iter()
+            .zip(tensors)
+            .map(|(keep, t)| {
+                ArrayD::from_shape_vec(t.raw_dim(), keep)
+                    .map(Mask::from_keep)
+                    .map_err(|_| {
+                        CoreError::ShapeMismatch {
+                            expected: t.shape().to_vec(),
+                            found: vec![],
+                        }
+                        .into()
+                    })
+            })
+            .collect()
+    }
+
+    /// Prunes a named set of tensors, locally or globally; the entry point for whole checkpoints.
+    /// With `zeros_are_pruned`, exact zeros already in a tensor count as pruned (so a second run
+    /// on a pruned checkpoint composes as torch does). Errors name the tensor.
+    ///
+    /// ```
+    /// use modelopt_prune::{Amount, L1Magnitude, Pruner, Scope};
+    /// use ndarray::array;
+    /// let a = array![[0.0f32, 1.0], [2.0, 3.0]].into_dyn();
+    /// let masks = Pruner::new(L1Magnitude)
+    ///     .amount(Amount::fraction(0.5)?)
+    ///     .prune_named(&[("fc.weight", a.view())], Scope::Local, true)?;
+    /// // 3 weights remain; round(1.5) = 2 more are pruned.
+    /// assert_eq!(masks[0].1.num_kept(), 1);
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    pub fn prune_named(
+        &self,
+        tensors: &[(&str, ArrayViewD<'_, f32>)],
+        scope: Scope,
+        zeros_are_pruned: bool,
+    ) -> Result<Vec<(String, Mask)>> {
+        let priors: Option<Vec<Mask>> =
+            zeros_are_pruned.then(|| tensors.iter().map(|(_, t)| Mask::from_nonzero(t)).collect());
+        let in_tensor = |name: &str, e: PruneError| PruneError::InTensor {
+            name: name.to_string(),
+            source: Box::new(e),
+        };
+        match scope {
+            Scope::Local => tensors
+                .iter()
+                .enumerate()
+                .map(|(i, (name, t))| {
+                    let r = match &priors {
+                        Some(p) => self.prune_impl(t.view(), Some(&p[i])),
+                        None => self.prune_impl(t.view(), None),
+                    };
+                    r.map(|m| (name.to_string(), m))
+                        .map_err(|e| in_tensor(name, e))
+                })
+                .collect(),
+            Scope::Global => {
+                let views: Vec<ArrayViewD<'_, f32>> =
+                    tensors.iter().map(|(_, t)| t.view()).collect();
+                for (name, t) in tensors {
+                    check_finite(t).map_err(|e| in_tensor(name, e.into()))?;
+                }
+                let masks = self.prune_global(&views, priors.as_deref())?;
+                Ok(tensors
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .zip(masks)
+                    .collect())
+            }
+        }
+    }
+}

@@ -99,7 +99,7 @@ pub fn quantize_ggml(ty: GgmlType, src: Source<'_>, row_len: usize) -> Result<Qu
                     .map_err(|e| format!("row {}: {e}", chunk * rows_per_chunk + i))?;
                 dequantize_row(ty, d, b)?;
             }
-            Ok::<_, String>(error_sums(x, &back))
+            Ok::<_, String>(error_sums(x, &mut back))
         })
         .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))?;
     Ok(Quantized {
@@ -148,9 +148,9 @@ pub fn quantize_uniform(
             let view = ArrayView2::from_shape((x.len() / row_len, row_len), x)
                 .map_err(|e| e.to_string())?;
             let q = scheme.quantize(&view).map_err(|e| e.to_string())?;
-            let back = q.dequantize();
+            let mut back = q.dequantize();
             let back = back
-                .as_slice()
+                .as_slice_mut()
                 .ok_or("dequantized array is not contiguous")?;
             let (sx, se) = error_sums(x, back);
             Ok((
@@ -184,28 +184,26 @@ pub fn sqnr_db((sum_sq_x, sum_sq_err): (f64, f64)) -> f64 {
     }
 }
 
-/// `(sum x^2, sum (x - y)^2)`: 8 f32 lanes over blocks of 64 (which the compiler vectorises),
-/// each block's total added in f64, so the precision is that of f64 sums of short f32 sums.
-pub fn error_sums(x: &[f32], y: &[f32]) -> (f64, f64) {
-    let (mut sx, mut se) = (0.0f64, 0.0f64);
-    for (xb, yb) in x.chunks(64).zip(y.chunks(64)) {
-        let (mut ax, mut ae) = ([0.0f32; 8], [0.0f32; 8]);
-        let mut xs = xb.chunks_exact(8);
-        let mut ys = yb.chunks_exact(8);
-        for (a, b) in xs.by_ref().zip(ys.by_ref()) {
+/// `(sum x^2, sum (x - y)^2)`; `y` is overwritten with `x - y`. Sums run in 8 f32 lanes over
+/// blocks of 64 (plain loops the compiler vectorises), each block's total added in f64.
+pub fn error_sums(x: &[f32], y: &mut [f32]) -> (f64, f64) {
+    for (d, a) in y.iter_mut().zip(x) {
+        *d = a - *d;
+    }
+    (sum_squares(x), sum_squares(y))
+}
+
+fn sum_squares(v: &[f32]) -> f64 {
+    let (blocks, rest) = v.as_chunks::<8>();
+    let mut total = 0.0f64;
+    for group in blocks.chunks(8) {
+        let mut acc = [0.0f32; 8];
+        for b in group {
             for k in 0..8 {
-                let d = a[k] - b[k];
-                ax[k] += a[k] * a[k];
-                ae[k] += d * d;
+                acc[k] += b[k] * b[k];
             }
         }
-        for (a, b) in xs.remainder().iter().zip(ys.remainder()) {
-            let d = a - b;
-            ax[0] += a * a;
-            ae[0] += d * d;
-        }
-        sx += ax.iter().map(|v| f64::from(*v)).sum::<f64>();
-        se += ae.iter().map(|v| f64::from(*v)).sum::<f64>();
+        total += acc.iter().map(|a| f64::from(*a)).sum::<f64>();
     }
-    (sx, se)
+    total + rest.iter().map(|a| f64::from(a * a)).sum::<f64>()
 }

@@ -207,3 +207,62 @@ fn sum_squares(v: &[f32]) -> f64 {
     }
     total + rest.iter().map(|a| f64::from(a * a)).sum::<f64>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modelopt_io::f32_to_bytes;
+
+    fn values(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+            .collect()
+    }
+
+    #[test]
+    fn error_sums_match_f64_reference() {
+        let x = values(1000);
+        let y: Vec<f32> = x.iter().map(|v| v * 0.99 + 0.001).collect();
+        let want_x: f64 = x.iter().map(|v| f64::from(*v).powi(2)).sum();
+        let want_e: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+            .sum();
+        let (sx, se) = error_sums(&x, &mut y.clone());
+        assert!((sx - want_x).abs() <= 1e-6 * want_x, "{sx} {want_x}");
+        assert!((se - want_e).abs() <= 1e-5 * want_e, "{se} {want_e}");
+    }
+
+    #[test]
+    fn stored_and_f32_sources_give_the_same_blocks() {
+        // 3 rows of 64Ki + 64 elements: several chunks, the last one short.
+        let row = 65536 + 64;
+        let x = values(3 * row);
+        let bytes = f32_to_bytes(&x);
+        let a = quantize_ggml(GgmlType::Q4_0, Source::F32(&x), row).unwrap();
+        let b = quantize_ggml(GgmlType::Q4_0, Source::Stored(DType::F32, &bytes), row).unwrap();
+        assert_eq!(a.bytes, b.bytes);
+        assert_eq!(a.bytes, ggml::quantize(GgmlType::Q4_0, &x).unwrap());
+        assert_eq!((a.sum_sq_x, a.sum_sq_err), (b.sum_sq_x, b.sum_sq_err));
+    }
+
+    #[test]
+    fn chunked_uniform_quantization_equals_whole_tensor() {
+        let (rows, row) = (300, 512); // chunks of 128 rows: 3 chunks, the last short
+        let x = values(rows * row);
+        let view = ArrayView2::from_shape((rows, row), &x[..]).unwrap();
+        for scheme in [
+            QuantScheme::int8().per_channel(0),
+            QuantScheme::int4().per_group(1, 32),
+        ] {
+            let whole = scheme.quantize(&view).unwrap();
+            let got = quantize_uniform(&scheme, Source::F32(&x), row).unwrap();
+            assert_eq!(got.codes, whole.packed_codes());
+            assert_eq!(
+                got.scales,
+                whole.scales().iter().copied().collect::<Vec<_>>()
+            );
+        }
+    }
+}

@@ -83,7 +83,8 @@ fn broken_descriptors_are_errors_naming_file_and_tensor() {
     let dir = common::temp_dir("qst-bad");
     let int8 = QuantLayout::Int8PerChannel { shape: vec![2, 3] }.to_json();
     let codes = (TensorInfo::new("b", DType::I8, vec![2, 3]), vec![0u8; 6]);
-    let cases: Vec<(Vec<(TensorInfo, Vec<u8>)>, String, &str)> = vec![
+    type Stored = Vec<(TensorInfo, Vec<u8>)>;
+    let cases: Vec<(Stored, String, &str)> = vec![
         (vec![codes.clone()], int8.clone(), "b.scale"), // companion missing
         (
             vec![

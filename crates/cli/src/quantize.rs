@@ -280,7 +280,10 @@ fn open_sink(
                 Checkpoint::Gguf(g) => g
                     .metadata()
                     .iter()
-                    .filter(|(k, _)| k != "general.quantization_version")
+                    // Both describe the old tensor types; the writer sets the quantization version.
+                    .filter(|(k, _)| {
+                        k != "general.quantization_version" && k != "general.file_type"
+                    })
                     .cloned()
                     .collect(),
                 _ => Vec::new(),

@@ -83,24 +83,27 @@ pub fn quantize_ggml(ty: GgmlType, src: Source<'_>, row_len: usize) -> Result<Qu
     let (sum_sq_x, sum_sq_err) = bytes
         .par_chunks_mut(rows_per_chunk * row_bytes)
         .enumerate()
-        .map(|(chunk, dst)| {
-            let first = chunk * chunk_elems;
-            let len = dst.len() / row_bytes * row_len;
-            let mut local = Vec::new();
-            let x = src.slice(first, len, &mut local)?;
-            let mut back = vec![0.0f32; x.len()];
-            for (i, ((d, s), b)) in dst
-                .chunks_exact_mut(row_bytes)
-                .zip(x.chunks_exact(row_len))
-                .zip(back.chunks_exact_mut(row_len))
-                .enumerate()
-            {
-                quantize_row(ty, s, d)
-                    .map_err(|e| format!("row {}: {e}", chunk * rows_per_chunk + i))?;
-                dequantize_row(ty, d, b)?;
-            }
-            Ok::<_, String>(error_sums(x, &mut back))
-        })
+        // Per-thread buffers for the decoded input and the reconstruction, reused across chunks.
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(local, back): &mut (Vec<f32>, Vec<f32>), (chunk, dst)| {
+                let first = chunk * chunk_elems;
+                let len = dst.len() / row_bytes * row_len;
+                let x = src.slice(first, len, local)?;
+                back.resize(x.len(), 0.0);
+                for (i, ((d, s), b)) in dst
+                    .chunks_exact_mut(row_bytes)
+                    .zip(x.chunks_exact(row_len))
+                    .zip(back.chunks_exact_mut(row_len))
+                    .enumerate()
+                {
+                    quantize_row(ty, s, d)
+                        .map_err(|e| format!("row {}: {e}", chunk * rows_per_chunk + i))?;
+                    dequantize_row(ty, d, b)?;
+                }
+                Ok::<_, String>(error_sums(x, back))
+            },
+        )
         .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))?;
     Ok(Quantized {
         bytes,

@@ -81,7 +81,10 @@ impl Granularity {
         Ok(match *self {
             Granularity::PerTensor => 1,
             Granularity::PerChannel { axis } => shape[axis],
-            Granularity::PerGroup { axis: _, group_size } => n / group_size,
+            Granularity::PerGroup {
+                axis: _,
+                group_size,
+            } => n / group_size,
         })
     }
 }

@@ -97,7 +97,7 @@ impl WeightFormat {
 /// ```
 /// use modelopt::nn::Mlp;
 /// use modelopt::pipeline::{load_mlp, save_mlp, WeightFormat};
-/// let net = Mlp::<f32>::builder(&[8, 4, 2]).seed(1).build()?;
+/// let net = Mlp::<f32>::builder(&[64, 32, 10]).seed(1).build()?;
 /// let path = std::env::temp_dir().join(format!("modelopt-save-doc-{}.safetensors", std::process::id()));
 /// let bytes = save_mlp(&net, &path, WeightFormat::Int8PerChannel)?;
 /// assert!(bytes < 4 * net.parameter_count() as u64);

@@ -37,7 +37,7 @@ impl Sparse24 {
     pub fn from_dense(w: &ArrayRef2<f32>) -> Result<Self> {
         check_finite(w)?;
         let (rows, cols) = w.dim();
-        if cols % 4 != 0 {
+        if !cols.is_multiple_of(4) {
             return Err(PruneError::NotMultiple {
                 axis: 1,
                 len: cols,

@@ -97,7 +97,8 @@ pub(crate) fn block_keep(
         }],
         k,
         ordered_key,
-    );
+    )
+    .ok_or_else(|| CoreError::invalid("scores", "a block's score sum overflows to infinity"))?;
     for i in 0..r {
         for j in 0..c {
             if !out[0][(i / br) * nc + j / bc] {

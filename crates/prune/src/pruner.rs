@@ -143,7 +143,14 @@ impl Pruner {
         if weights.is_empty() {
             return Err(CoreError::Empty { what: "weights" }.into());
         }
-        check_finite(&weights)?;
+        // L1 unstructured from scratch checks finiteness inside its histogram pass (no extra
+        // pass over the weights); every other path checks first.
+        let fused_check = self.structure == Structure::Unstructured
+            && self.criterion.is_abs_magnitude()
+            && prior.is_none();
+        if !fused_check {
+            check_finite(&weights)?;
+        }
         if let Some(p) = prior
             && p.shape() != weights.shape()
         {
@@ -165,6 +172,9 @@ impl Pruner {
                     .amount
                     .units_to_prune_of(w_slice.len(), remaining, "weights")?;
                 let seg_scores;
+                if fused_check && k == 0 {
+                    check_finite(&w)?;
+                }
                 let out = if self.criterion.is_abs_magnitude() {
                     prune_lowest(
                         &[Segment {
@@ -188,7 +198,13 @@ impl Pruner {
                         ordered_key,
                     )
                 };
-                out.into_iter().next().unwrap_or_default()
+                match out {
+                    Some(out) => out.into_iter().next().unwrap_or_default(),
+                    None => {
+                        check_finite(&w)?;
+                        return Err(CoreError::invalid("weights", "non-finite value").into());
+                    }
+                }
             }
             Structure::Channels { axis, norm } => {
                 let norms = if self.criterion.is_abs_magnitude() && prior.is_none() {
@@ -329,6 +345,9 @@ impl Pruner {
         } else {
             prune_lowest(&segs, k, ordered_key)
         };
+        // Inputs were checked above: a `None` can only come from an infinite score.
+        let out =
+            out.ok_or_else(|| CoreError::invalid("scores", "an importance score is infinite"))?;
         out.into_iter()
             .zip(tensors)
             .map(|(keep, t)| {

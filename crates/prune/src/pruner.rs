@@ -6,7 +6,7 @@ use ndarray::{ArrayD, ArrayRef, ArrayViewD, CowArray, Dimension, IxDyn};
 use crate::channels::{alive_channels, channel_norms, expand, keep_channels};
 use crate::groups::{block_keep, nm_keep};
 use crate::select::{Segment, abs_key, ordered_key, prune_lowest};
-use crate::{Amount, Mask, PruneError, PruningCriterion, Result, Structure};
+use crate::{Amount, Mask, Norm, PruneError, PruningCriterion, Result, Structure};
 
 /// Whether tensors are ranked one by one or all together.
 ///
@@ -145,8 +145,14 @@ impl Pruner {
         }
         // L1 unstructured from scratch checks finiteness inside its histogram pass (no extra
         // pass over the weights); every other path checks first.
-        let fused_check = self.structure == Structure::Unstructured
-            && self.criterion.is_abs_magnitude()
+        let fused_check = matches!(
+            self.structure,
+            Structure::Unstructured
+                | Structure::Channels {
+                    norm: Norm::L1 | Norm::L2,
+                    ..
+                }
+        ) && self.criterion.is_abs_magnitude()
             && prior.is_none();
         if !fused_check {
             check_finite(&weights)?;
@@ -207,8 +213,14 @@ impl Pruner {
                 }
             }
             Structure::Channels { axis, norm } => {
-                let norms = if self.criterion.is_abs_magnitude() && prior.is_none() {
-                    channel_norms(w_slice, &shape, axis, norm)?
+                let norms = if fused_check {
+                    let norms = channel_norms(w_slice, &shape, axis, norm)?;
+                    // L1/L2 sums (f64) of finite f32 are finite: a non-finite norm means a
+                    // non-finite weight, located by the full check.
+                    if norms.iter().any(|n| !n.is_finite()) {
+                        check_finite(&w)?;
+                    }
+                    norms
                 } else {
                     let s = self.scores(&w, prior)?;
                     let s = s.as_slice().ok_or(CoreError::Empty { what: "scores" })?;

@@ -18,7 +18,11 @@ use error::CliError;
 
 /// Quantize and inspect neural-network checkpoints (safetensors, GGUF).
 #[derive(Debug, Parser)]
-#[command(name = "modelopt", version, about)]
+#[command(
+    name = "modelopt",
+    version,
+    about = "Quantize, inspect and compare neural-network checkpoints (safetensors, GGUF)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
-use crate::rows::{quantize_ggml, quantize_uniform, sqnr_db};
+use crate::rows::{Source, quantize_ggml, quantize_uniform, sqnr_db};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,7 +88,7 @@ pub struct QuantizeArgs {
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
     /// Quantization type.
-    #[arg(long = "type", value_enum)]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub ty: QuantType,
     /// Output format (default: from OUT's extension).
     #[arg(long, value_enum)]
@@ -322,10 +322,8 @@ fn process(
     let shape = &t.info.shape;
     let (out_type, sqnr_db, bytes_out, note) = match action {
         Action::Ggml { ty, note } => {
-            let x = input.tensor_f32(name)?;
             let row = *shape.last().unwrap_or(&1);
-            let q = quantize_ggml(*ty, &x, row).map_err(at)?;
-            drop(x);
+            let q = with_source(input, t, |src| quantize_ggml(*ty, src, row).map_err(at))?;
             sink.write(name, &q.bytes)?;
             let n = q.bytes.len();
             (
@@ -336,7 +334,7 @@ fn process(
             )
         }
         Action::Int8 | Action::Int4 { .. } => {
-            let x = input.tensor_f32(name)?;
+            let n = parameters as usize;
             let (scheme, row_len, kind) = match action {
                 Action::Int4 { group_size } => (
                     QuantScheme::int4().per_group(1, *group_size),
@@ -345,12 +343,13 @@ fn process(
                 ),
                 _ => (
                     QuantScheme::int8().per_channel(0),
-                    x.len() / shape.first().copied().unwrap_or(1).max(1),
+                    n / shape.first().copied().unwrap_or(1).max(1),
                     "int8",
                 ),
             };
-            let q = quantize_uniform(&scheme, &x, row_len).map_err(at)?;
-            drop(x);
+            let q = with_source(input, t, |src| {
+                quantize_uniform(&scheme, src, row_len).map_err(at)
+            })?;
             sink.write(name, &q.codes)?;
             let scales = f32_to_bytes(&q.scales);
             sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
@@ -391,6 +390,24 @@ fn process(
         parameters,
         note,
     })
+}
+
+/// Runs `f` on the tensor's values: plain floats straight from the mapped file (decoded chunk by
+/// chunk inside the parallel loop), quantized inputs dequantized first.
+fn with_source<T>(
+    input: &Checkpoint,
+    t: &CheckpointTensor,
+    f: impl FnOnce(Source<'_>) -> CliResult<T>,
+) -> CliResult<T> {
+    if t.layout.is_none() && t.info.dtype.element_bytes().is_some() {
+        f(Source::Stored(
+            t.info.dtype,
+            input.tensor_bytes(&t.info.name)?,
+        ))
+    } else {
+        let x = input.tensor_f32(&t.info.name)?;
+        f(Source::F32(&x))
+    }
 }
 
 /// Any tensor as f32: floats (and quantized) through the reader, integers converted.

@@ -1,5 +1,6 @@
 //! Row-parallel quantization of one tensor, with the reconstruction error measured on the fly.
 
+use modelopt_io::{DType, decode_f32};
 use modelopt_quantize::QuantScheme;
 use modelopt_quantize::ggml::{self, GgmlType};
 use ndarray::ArrayView2;
@@ -25,48 +26,80 @@ impl Quantized {
 /// Elements per parallel work item: enough to amortise scheduling, small enough to balance.
 const CHUNK_ELEMENTS: usize = 1 << 16;
 
-/// Quantizes `src` (rows of `row_len`) to `ty` in parallel over groups of rows, dequantizing each
-/// group into a small local buffer to accumulate the error, so memory stays at input + output.
-pub fn quantize_ggml(ty: GgmlType, src: &[f32], row_len: usize) -> Result<Quantized, String> {
-    let row_bytes = ty.row_bytes(row_len).map_err(|e| e.to_string())?;
-    if row_len == 0 || !src.len().is_multiple_of(row_len) {
-        return Err(format!(
-            "{} elements are not whole rows of {row_len}",
-            src.len()
-        ));
+/// The values of a tensor: f32 in memory, or the stored little-endian bytes of a plain float
+/// dtype (F32, F16, BF16, F64), decoded chunk by chunk inside the parallel loop.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// Values already in f32.
+    F32(&'a [f32]),
+    /// Stored bytes of a plain float dtype.
+    Stored(DType, &'a [u8]),
+}
+
+impl<'a> Source<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Source::F32(x) => x.len(),
+            Source::Stored(d, b) => b.len() / d.element_bytes().unwrap_or(1).max(1),
+        }
     }
-    let rows = src.len() / row_len;
+
+    /// Elements `first..first + len` as f32: borrowed, or decoded into `local`.
+    fn slice<'b>(
+        &self,
+        first: usize,
+        len: usize,
+        local: &'b mut Vec<f32>,
+    ) -> Result<&'b [f32], String>
+    where
+        'a: 'b,
+    {
+        match *self {
+            Source::F32(all) => Ok(&all[first..first + len]),
+            Source::Stored(d, raw) => {
+                let eb = d.element_bytes().unwrap_or(4);
+                local.resize(len, 0.0f32);
+                decode_f32(d, &raw[first * eb..(first + len) * eb], local)
+                    .map_err(|e| e.to_string())?;
+                Ok(local)
+            }
+        }
+    }
+}
+
+/// Quantizes `src` (rows of `row_len`) to `ty` in parallel over groups of rows, decoding and
+/// dequantizing each group in small local buffers to accumulate the error, so memory stays at the
+/// output (plus the input when it is already in f32).
+pub fn quantize_ggml(ty: GgmlType, src: Source<'_>, row_len: usize) -> Result<Quantized, String> {
+    let row_bytes = ty.row_bytes(row_len).map_err(|e| e.to_string())?;
+    let n = src.len();
+    if row_len == 0 || !n.is_multiple_of(row_len) {
+        return Err(format!("{n} elements are not whole rows of {row_len}"));
+    }
+    let rows = n / row_len;
     let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
+    let chunk_elems = rows_per_chunk * row_len;
     let mut bytes = vec![0u8; rows * row_bytes];
     let (sum_sq_x, sum_sq_err) = bytes
         .par_chunks_mut(rows_per_chunk * row_bytes)
-        .zip(src.par_chunks(rows_per_chunk * row_len))
         .enumerate()
-        .map(|(chunk, (dst, x))| {
-            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-                return Err(format!(
-                    "non-finite value {} at flat index {}",
-                    x[i],
-                    chunk * rows_per_chunk * row_len + i
-                ));
-            }
+        .map(|(chunk, dst)| {
+            let first = chunk * chunk_elems;
+            let len = dst.len() / row_bytes * row_len;
+            let mut local = Vec::new();
+            let x = src.slice(first, len, &mut local)?;
             let mut back = vec![0.0f32; x.len()];
-            for ((d, s), b) in dst
+            for (i, ((d, s), b)) in dst
                 .chunks_exact_mut(row_bytes)
                 .zip(x.chunks_exact(row_len))
                 .zip(back.chunks_exact_mut(row_len))
+                .enumerate()
             {
-                quantize_row(ty, s, d)?;
+                quantize_row(ty, s, d)
+                    .map_err(|e| format!("row {}: {e}", chunk * rows_per_chunk + i))?;
                 dequantize_row(ty, d, b)?;
             }
-            let mut sx = 0.0f64;
-            let mut se = 0.0f64;
-            for (a, b) in x.iter().zip(&back) {
-                let (a, b) = (f64::from(*a), f64::from(*b));
-                sx += a * a;
-                se += (a - b) * (a - b);
-            }
-            Ok((sx, se))
+            Ok::<_, String>(error_sums(x, &back))
         })
         .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))?;
     Ok(Quantized {
@@ -98,29 +131,28 @@ pub struct Uniform {
 /// rows: per channel along axis 0, or per group along axis 1), in parallel over groups of rows.
 pub fn quantize_uniform(
     scheme: &QuantScheme,
-    src: &[f32],
+    src: Source<'_>,
     row_len: usize,
 ) -> Result<Uniform, String> {
-    if row_len == 0 || !src.len().is_multiple_of(row_len) {
-        return Err(format!(
-            "{} elements are not whole rows of {row_len}",
-            src.len()
-        ));
+    let n = src.len();
+    if row_len == 0 || !n.is_multiple_of(row_len) {
+        return Err(format!("{n} elements are not whole rows of {row_len}"));
     }
-    let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
-    let parts: Vec<(Vec<u8>, Vec<f32>, f64, f64)> = src
-        .par_chunks(rows_per_chunk * row_len)
-        .map(|x| {
+    let chunk_elems = (CHUNK_ELEMENTS / row_len).max(1) * row_len;
+    let parts: Vec<(Vec<u8>, Vec<f32>, f64, f64)> = (0..n.div_ceil(chunk_elems))
+        .into_par_iter()
+        .map(|chunk| {
+            let first = chunk * chunk_elems;
+            let mut local = Vec::new();
+            let x = src.slice(first, chunk_elems.min(n - first), &mut local)?;
             let view = ArrayView2::from_shape((x.len() / row_len, row_len), x)
                 .map_err(|e| e.to_string())?;
             let q = scheme.quantize(&view).map_err(|e| e.to_string())?;
             let back = q.dequantize();
-            let (mut sx, mut se) = (0.0f64, 0.0f64);
-            for (a, b) in x.iter().zip(back.iter()) {
-                let (a, b) = (f64::from(*a), f64::from(*b));
-                sx += a * a;
-                se += (a - b) * (a - b);
-            }
+            let back = back
+                .as_slice()
+                .ok_or("dequantized array is not contiguous")?;
+            let (sx, se) = error_sums(x, back);
             Ok((
                 q.packed_codes().to_vec(),
                 q.scales().iter().copied().collect(),
@@ -150,4 +182,30 @@ pub fn sqnr_db((sum_sq_x, sum_sq_err): (f64, f64)) -> f64 {
     } else {
         10.0 * (sum_sq_x / sum_sq_err).log10()
     }
+}
+
+/// `(sum x^2, sum (x - y)^2)`: 8 f32 lanes over blocks of 64 (which the compiler vectorises),
+/// each block's total added in f64, so the precision is that of f64 sums of short f32 sums.
+pub fn error_sums(x: &[f32], y: &[f32]) -> (f64, f64) {
+    let (mut sx, mut se) = (0.0f64, 0.0f64);
+    for (xb, yb) in x.chunks(64).zip(y.chunks(64)) {
+        let (mut ax, mut ae) = ([0.0f32; 8], [0.0f32; 8]);
+        let mut xs = xb.chunks_exact(8);
+        let mut ys = yb.chunks_exact(8);
+        for (a, b) in xs.by_ref().zip(ys.by_ref()) {
+            for k in 0..8 {
+                let d = a[k] - b[k];
+                ax[k] += a[k] * a[k];
+                ae[k] += d * d;
+            }
+        }
+        for (a, b) in xs.remainder().iter().zip(ys.remainder()) {
+            let d = a - b;
+            ax[0] += a * a;
+            ae[0] += d * d;
+        }
+        sx += ax.iter().map(|v| f64::from(*v)).sum::<f64>();
+        se += ae.iter().map(|v| f64::from(*v)).sum::<f64>();
+    }
+    (sx, se)
 }

@@ -15,6 +15,9 @@ pub const GGUF_DEFAULT_ALIGNMENT: usize = 32;
 const MAX_DIMS: usize = 4;
 /// Deepest nesting of arrays accepted (a hostile file could otherwise exhaust the stack).
 const MAX_ARRAY_DEPTH: usize = 8;
+/// Most items of one metadata array (real vocabularies hold a few hundred thousand); bounds the
+/// memory a small hostile file can make the reader allocate (each item is a `GgufValue`).
+const MAX_ARRAY_ITEMS: usize = 1 << 22;
 
 /// The GGUF type id of `dtype`, if GGUF can store it.
 pub(crate) fn gguf_type_id(dtype: DType) -> Option<u32> {
@@ -317,6 +320,11 @@ impl<'a> Cursor<'a> {
                 let item_type = GgufType::from_id(id)
                     .ok_or_else(|| format!("key `{key}`: unknown array item type {id}"))?;
                 let n = self.count(item_type.min_bytes(), &format!("item count of `{key}`"))?;
+                if n > MAX_ARRAY_ITEMS {
+                    return Err(format!(
+                        "key `{key}`: array of {n} items exceeds the {MAX_ARRAY_ITEMS}-item limit"
+                    ));
+                }
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(item_type, key, depth + 1)?);

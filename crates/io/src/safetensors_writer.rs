@@ -91,6 +91,15 @@ impl SafetensorsWriter {
             .into_bytes();
         // Pad with spaces so that the data starts 8-byte aligned, as the reference writer does.
         text.resize(text.len().next_multiple_of(8), b' ');
+        if text.len() > 100_000_000 {
+            return Err(IoError::format(
+                path,
+                format!(
+                    "header of {} bytes exceeds the 100 MB safetensors limit",
+                    text.len()
+                ),
+            ));
+        }
         let mut file = AtomicFile::create(path)?;
         let io = |e| IoError::io(path, e);
         file.write_all(&(text.len() as u64).to_le_bytes())

@@ -1,5 +1,26 @@
 #![doc = include_str!("../README.md")]
+//!
+//! ## Crates
+//!
+//! | module | crate | what |
+//! |---|---|---|
+//! | [`quantize`] | `modelopt-quantize` | linear and calibrated uniform schemes, observers, GGML block formats |
+//! | [`prune`] | `modelopt-prune` | criteria, structures, masks, schedules, shrinking, sparse kernels |
+//! | [`distill`] | `modelopt-distill` | the `Distiller` trait, Hinton KD, the trainer, the digits data |
+//! | [`nn`] | `modelopt-nn` | dense layers, activations, losses, optimizers |
+//! | [`io`] | `modelopt-io` | safetensors and GGUF |
+//! | [`tensor_core`] | `modelopt-tensor-core` | statistics, metrics, granularity, errors |
+//!
+//! [`Pipeline`] composes the three techniques: distill, prune and fine-tune, quantize.
+//!
+//! ## Feature flags
+//! - `rayon`: enables `Par::Rayon(n)` in the kernels that take a [`Par`](tensor_core::Par).
 
+mod error;
+pub mod pipeline;
+pub mod prelude;
+
+pub use error::{Error, Result};
 pub use modelopt_distill as distill;
 pub use modelopt_io as io;
 pub use modelopt_nn as nn;
@@ -7,3 +28,4 @@ pub use modelopt_prune as prune;
 pub use modelopt_quantize as quantize;
 pub use modelopt_tensor_core as tensor_core;
 pub use ndarray;
+pub use pipeline::Pipeline;

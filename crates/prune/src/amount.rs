@@ -112,6 +112,35 @@ impl Amount {
     }
 }
 
+impl std::str::FromStr for Amount {
+    type Err = PruneError;
+    /// The command-line convention: written with a decimal point (`0.5`, `1.0`, `.3`) it is a
+    /// fraction, without one (`100`) a count.
+    ///
+    /// ```
+    /// use modelopt_prune::Amount;
+    /// assert_eq!("0.25".parse::<Amount>()?, Amount::Fraction(0.25));
+    /// assert_eq!("100".parse::<Amount>()?, Amount::Count(100));
+    /// assert!("1.5".parse::<Amount>().is_err());
+    /// assert!("-3".parse::<Amount>().is_err());
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let bad = || {
+            PruneError::from(CoreError::invalid(
+                "amount",
+                format!("`{s}` is neither a fraction nor a count"),
+            ))
+        };
+        if s.contains('.') {
+            Amount::fraction(s.parse().map_err(|_| bad())?)
+        } else {
+            Ok(Amount::Count(s.parse().map_err(|_| bad())?))
+        }
+    }
+}
+
 /// Python's `round` on a non-negative float: nearest integer, ties to even.
 fn round_half_even(x: f64) -> usize {
     // ok: callers pass products of a fraction in [0, 1] and a count, so x is finite and >= 0

@@ -52,7 +52,7 @@ pub(crate) fn channel_norms(
     for (idx, slice) in values.chunks_exact(inner).enumerate() {
         let a = &mut acc[idx % c];
         *a = match norm {
-            Norm::L1 => *a + lanes_sum(slice, f32::abs),
+            Norm::L1 => *a + lanes_sum(slice, f64::abs),
             Norm::L2 => *a + lanes_sum(slice, |x| x * x),
             Norm::Inf => a.max(f64::from(slice.iter().fold(0f32, |m, x| m.max(x.abs())))),
         };
@@ -62,17 +62,18 @@ pub(crate) fn channel_norms(
 
 /// Sum of `f(x)` with 16 independent f32 lanes (vectorisable), reduced in f64.
 #[inline]
-fn lanes_sum(s: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut lanes = [0f32; 16];
+fn lanes_sum(s: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    // f64 lanes: a square of any finite f32 fits, so only NaN/Inf inputs give a non-finite sum.
+    let mut lanes = [0f64; 16];
     let chunks = s.chunks_exact(16);
     let tail = chunks.remainder();
     for ch in chunks {
         for (l, &x) in lanes.iter_mut().zip(ch) {
-            *l += f(x);
+            *l += f(f64::from(x));
         }
     }
-    let mut sum: f64 = lanes.iter().map(|&l| f64::from(l)).sum();
-    sum += tail.iter().map(|&x| f64::from(f(x))).sum::<f64>();
+    let mut sum: f64 = lanes.iter().sum();
+    sum += tail.iter().map(|&x| f(f64::from(x))).sum::<f64>();
     sum
 }
 

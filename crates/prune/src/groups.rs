@@ -21,7 +21,7 @@ pub(crate) fn nm_keep(
 ) -> Result<()> {
     let axis = nm_axis(scores.ndim());
     let len = scores.shape()[axis];
-    if len % m != 0 {
+    if !len.is_multiple_of(m) {
         return Err(PruneError::NotMultiple {
             axis,
             len,
@@ -69,7 +69,7 @@ pub(crate) fn block_keep(
     }
     let (r, c) = (scores.shape()[0], scores.shape()[1]);
     for (axis, len, multiple) in [(0, r, br), (1, c, bc)] {
-        if len % multiple != 0 {
+        if !len.is_multiple_of(multiple) {
             return Err(PruneError::NotMultiple {
                 axis,
                 len,
@@ -97,7 +97,8 @@ pub(crate) fn block_keep(
         }],
         k,
         ordered_key,
-    );
+    )
+    .ok_or_else(|| CoreError::invalid("scores", "a block's score sum overflows to infinity"))?;
     for i in 0..r {
         for j in 0..c {
             if !out[0][(i / br) * nc + j / bc] {

@@ -6,7 +6,7 @@ use ndarray::{ArrayD, ArrayRef, ArrayViewD, CowArray, Dimension, IxDyn};
 use crate::channels::{alive_channels, channel_norms, expand, keep_channels};
 use crate::groups::{block_keep, nm_keep};
 use crate::select::{Segment, abs_key, ordered_key, prune_lowest};
-use crate::{Amount, Mask, PruneError, PruningCriterion, Result, Structure};
+use crate::{Amount, Mask, Norm, PruneError, PruningCriterion, Result, Structure};
 
 /// Whether tensors are ranked one by one or all together.
 ///
@@ -143,7 +143,20 @@ impl Pruner {
         if weights.is_empty() {
             return Err(CoreError::Empty { what: "weights" }.into());
         }
-        check_finite(&weights)?;
+        // L1 unstructured from scratch checks finiteness inside its histogram pass (no extra
+        // pass over the weights); every other path checks first.
+        let fused_check = matches!(
+            self.structure,
+            Structure::Unstructured
+                | Structure::Channels {
+                    norm: Norm::L1 | Norm::L2,
+                    ..
+                }
+        ) && self.criterion.is_abs_magnitude()
+            && prior.is_none();
+        if !fused_check {
+            check_finite(&weights)?;
+        }
         if let Some(p) = prior
             && p.shape() != weights.shape()
         {
@@ -165,6 +178,9 @@ impl Pruner {
                     .amount
                     .units_to_prune_of(w_slice.len(), remaining, "weights")?;
                 let seg_scores;
+                if fused_check && k == 0 {
+                    check_finite(&w)?;
+                }
                 let out = if self.criterion.is_abs_magnitude() {
                     prune_lowest(
                         &[Segment {
@@ -188,11 +204,23 @@ impl Pruner {
                         ordered_key,
                     )
                 };
-                out.into_iter().next().unwrap_or_default()
+                match out {
+                    Some(out) => out.into_iter().next().unwrap_or_default(),
+                    None => {
+                        check_finite(&w)?;
+                        return Err(CoreError::invalid("weights", "non-finite value").into());
+                    }
+                }
             }
             Structure::Channels { axis, norm } => {
-                let norms = if self.criterion.is_abs_magnitude() && prior.is_none() {
-                    channel_norms(w_slice, &shape, axis, norm)?
+                let norms = if fused_check {
+                    let norms = channel_norms(w_slice, &shape, axis, norm)?;
+                    // L1/L2 sums (f64) of finite f32 are finite: a non-finite norm means a
+                    // non-finite weight, located by the full check.
+                    if norms.iter().any(|n| !n.is_finite()) {
+                        check_finite(&w)?;
+                    }
+                    norms
                 } else {
                     let s = self.scores(&w, prior)?;
                     let s = s.as_slice().ok_or(CoreError::Empty { what: "scores" })?;
@@ -329,6 +357,9 @@ impl Pruner {
         } else {
             prune_lowest(&segs, k, ordered_key)
         };
+        // Inputs were checked above: a `None` can only come from an infinite score.
+        let out =
+            out.ok_or_else(|| CoreError::invalid("scores", "an importance score is infinite"))?;
         out.into_iter()
             .zip(tensors)
             .map(|(keep, t)| {

@@ -185,7 +185,7 @@ impl Schedule {
     /// ```
     pub fn is_pruning_step(&self, t: u64) -> bool {
         t >= self.start
-            && (t - self.start) % self.every == 0
+            && (t - self.start).is_multiple_of(self.every)
             && (t - self.start) / self.every <= self.steps
     }
 

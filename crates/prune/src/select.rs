@@ -33,24 +33,26 @@ pub(crate) struct Segment<'a> {
 const BUCKET_SHIFT: u32 = 16;
 
 /// Prunes the `k` lowest-key units among those still kept, over all segments together.
-/// Returns one keep vector per segment (the prior keep AND not pruned now).
+/// Returns one keep vector per segment (the prior keep AND not pruned now), or `None` if a kept
+/// key lies at or above `abs_key(inf)` (a non-finite input under `abs_key`) while `k > 0`.
 /// `k` must not exceed the number of kept units (callers check).
 pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
     segs: &[Segment<'_>],
     k: usize,
     key: K,
-) -> Vec<Vec<bool>> {
+) -> Option<Vec<Vec<bool>>> {
     if k == 0 {
-        return segs
-            .iter()
-            .map(|s| match s.keep {
-                Some(m) => m.to_vec(),
-                None => vec![true; s.scores.len()],
-            })
-            .collect();
+        return Some(
+            segs.iter()
+                .map(|s| match s.keep {
+                    Some(m) => m.to_vec(),
+                    None => vec![true; s.scores.len()],
+                })
+                .collect(),
+        );
     }
     if segs.iter().map(|s| s.scores.len()).sum::<usize>() > u32::MAX as usize {
-        return prune_lowest_large(segs, k, key);
+        return Some(prune_lowest_large(segs, k, key));
     }
     // Pass 1: histogram of the top 16 bits of the key over kept units.
     let mut hist = vec![0u32; 1 << (32 - BUCKET_SHIFT)];
@@ -67,6 +69,14 @@ pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
                 }
             }
         }
+    }
+    // Keys from `abs_key` of NaN/Inf fall in these top buckets: callers that skipped the
+    // finiteness pre-check learn of one here at no extra pass.
+    if hist[(0xFF80_0000u32 >> BUCKET_SHIFT) as usize..]
+        .iter()
+        .any(|&c| c != 0)
+    {
+        return None;
     }
     let mut below = 0usize;
     let mut bucket = hist.len() - 1;
@@ -104,7 +114,8 @@ pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
     let mut ties = k - strictly_below;
     let equal = cand.iter().filter(|&&c| c == threshold).count();
     // Pass 3: prune everything below the threshold and the first `ties` equal to it.
-    segs.iter()
+    let out = segs
+        .iter()
         .map(|s| {
             let mut out: Vec<bool> = match s.keep {
                 None => s.scores.iter().map(|&x| key(x) > threshold).collect(),
@@ -130,7 +141,8 @@ pub(crate) fn prune_lowest<K: Fn(f32) -> u32 + Copy>(
             }
             out
         })
-        .collect()
+        .collect();
+    Some(out)
 }
 
 /// Fallback for more than 2^32 units (bucket counts would overflow u32): one selection on
@@ -186,7 +198,8 @@ mod tests {
             }],
             3,
             ordered_key,
-        );
+        )
+        .unwrap();
         assert_eq!(out[0], [false, false, false, true, true]);
     }
 
@@ -209,7 +222,8 @@ mod tests {
                 }],
                 k,
                 ordered_key,
-            );
+            )
+            .unwrap();
             let mut idx: Vec<usize> = (0..s.len()).collect();
             idx.sort_by(|&a, &b| s[a].total_cmp(&s[b]).then(a.cmp(&b)));
             let mut want = vec![true; s.len()];

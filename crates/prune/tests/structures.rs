@@ -327,3 +327,62 @@ fn schedules_follow_their_formulas() {
     assert!(Schedule::linear(0.0, 1.5, 0, 1, 1).is_err());
     assert!(Schedule::cubic(0.0, 0.5, 0, 0, 1).is_err());
 }
+
+#[test]
+fn l1_fast_path_still_names_non_finite_index() {
+    for k in [0usize, 3] {
+        let mut w = noise(4, 4, 12);
+        w[[2, 3]] = f32::NAN;
+        let e = Pruner::new(L1Magnitude)
+            .amount(Amount::count(k))
+            .prune(&w)
+            .unwrap_err();
+        assert!(
+            matches!(e, PruneError::Core(CoreError::NonFinite { index: 11, .. })),
+            "{e}"
+        );
+        w[[2, 3]] = f32::NEG_INFINITY;
+        assert!(
+            Pruner::new(L1Magnitude)
+                .amount(Amount::count(k))
+                .prune(&w)
+                .is_err()
+        );
+    }
+}
+
+mod selection_vs_sorting {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Unstructured pruning with ties, wide magnitudes and a prior mask equals the sorting
+        /// reference: kept units ordered by (|w|, flat index), the first k pruned.
+        #[test]
+        fn equals_sort_reference(
+            vals in proptest::collection::vec((-4i32..4, -30i32..30, any::<bool>()), 1..300),
+            frac in 0.0f64..1.0,
+        ) {
+            let w: Vec<f32> = vals.iter().map(|&(m, e, _)| m as f32 * 2f32.powi(e)).collect();
+            let prior: Vec<bool> = vals.iter().map(|&(_, _, p)| p).collect();
+            let n = w.len();
+            let wa = ndarray::Array1::from(w.clone()).into_dyn();
+            let pm = Mask::from_keep(ndarray::Array1::from(prior.clone()).into_dyn());
+            let got = Pruner::new(L1Magnitude).amount(Amount::fraction(frac).unwrap()).prune_again(&wa, &pm).unwrap();
+            let mut idx: Vec<usize> = (0..n).filter(|&i| prior[i]).collect();
+            let k = (frac * idx.len() as f64).round_ties_even() as usize;
+            idx.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()).then(a.cmp(&b)));
+            let mut want = prior.clone();
+            idx[..k].iter().for_each(|&i| want[i] = false);
+            prop_assert_eq!(got.keep().iter().copied().collect::<Vec<_>>(), want);
+            // and the generic (materialised scores) path agrees
+            let got2 = Pruner::new(L2Magnitude).amount(Amount::fraction(frac).unwrap()).prune_again(&wa, &pm).unwrap();
+            let got_l1 = got.keep().iter().copied().collect::<Vec<_>>();
+            let same_on_no_underflow = w.iter().all(|x| x.abs() > 1e-18 || *x == 0.0);
+            if same_on_no_underflow {
+                prop_assert_eq!(got2.keep().iter().copied().collect::<Vec<_>>(), got_l1);
+            }
+        }
+    }
+}

@@ -59,7 +59,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ggml_dequantize_4096x4096");
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(10);
-    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
         let Ok(q) = ggml::quantize(ty, &w) else {
             continue;
         };

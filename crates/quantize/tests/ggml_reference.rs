@@ -47,7 +47,11 @@ fn check_quantize(ty: GgmlType) {
             bad.push((r, first / ty.type_size(), first % ty.type_size()));
         }
     }
-    assert!(bad.is_empty(), "{}: mismatching (row, block, byte): {bad:?}", ty.name());
+    assert!(
+        bad.is_empty(),
+        "{}: mismatching (row, block, byte): {bad:?}",
+        ty.name()
+    );
 
     // The parallel entry point gives the same bytes.
     let mut all = vec![0u8; ROWS * row_bytes];
@@ -76,7 +80,9 @@ fn check_dequantize(ty: GgmlType) {
     let mut par = vec![0f32; ROWS * COLS];
     ggml::dequantize_rows(ty, &reference, COLS, &mut par, Par::all_cores()).unwrap();
     assert!(
-        all.iter().zip(&par).all(|(a, b)| a.to_bits() == b.to_bits()),
+        all.iter()
+            .zip(&par)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
         "{}: dequantize_rows differs",
         ty.name()
     );

@@ -40,7 +40,10 @@ pub fn check_finite<A: Float, D: Dimension>(a: &ArrayRef<A, D>) -> Result<()> {
     match first_non_finite(a) {
         None => Ok(()),
         Some(index) => {
-            let value = a.iter().nth(index).map_or(f64::NAN, |v| v.to_f64_lossless());
+            let value = a
+                .iter()
+                .nth(index)
+                .map_or(f64::NAN, |v| v.to_f64_lossless());
             Err(CoreError::NonFinite {
                 index,
                 position: unravel_index(index, a.shape()),
@@ -141,10 +144,7 @@ pub fn min_max_along<A: Float, D: Dimension>(
 /// assert_eq!(m.to_vec(), vec![3.0, 2.0]);
 /// # Ok::<(), modelopt_tensor_core::CoreError>(())
 /// ```
-pub fn abs_max_along<A: Float, D: Dimension>(
-    a: &ArrayRef<A, D>,
-    axis: usize,
-) -> Result<Array1<A>> {
+pub fn abs_max_along<A: Float, D: Dimension>(a: &ArrayRef<A, D>, axis: usize) -> Result<Array1<A>> {
     check_axis(axis, a.ndim())?;
     non_empty(a, "abs_max_along of an empty array")?;
     check_finite(a)?;
@@ -265,7 +265,11 @@ impl Histogram {
                 continue;
             }
             let b = ((v - self.lo) * scale).floor();
-            let b = if b < 0.0 { 0 } else { (b as usize).min(bins - 1) };
+            let b = if b < 0.0 {
+                0
+            } else {
+                (b as usize).min(bins - 1)
+            };
             self.counts[b] += 1;
         }
     }

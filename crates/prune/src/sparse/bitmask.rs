@@ -1,7 +1,7 @@
 use modelopt_tensor_core::stats::check_finite;
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
-use super::{SparseMatrix, axpy, check_mat, check_vec};
+use super::{SparseMatrix, check_mat, check_vec, row_times_dense};
 use crate::Result;
 
 /// Bitmask storage: per row, `ceil(cols / 64)` words with bit `c % 64` of word `c / 64` set
@@ -94,7 +94,24 @@ impl SparseMatrix for Bitmask {
         Ok((0..self.rows)
             .map(|r| {
                 let mut acc = [0f32; 2];
-                self.for_each_in_row(r, |c, p| acc[p & 1] += self.values[p] * x[c]);
+                let vals = &self.values[self.row_start[r] as usize..self.row_start[r + 1] as usize];
+                let mut vi = vals.iter();
+                let words = &self.bits[r * self.words_per_row..(r + 1) * self.words_per_row];
+                for (w, &word) in words.iter().enumerate() {
+                    let (base, mut b) = (w * 64, word);
+                    // Two sums, alternating per set bit, halve the add dependency chain.
+                    while b != 0 {
+                        let c0 = base + b.trailing_zeros() as usize;
+                        b &= b - 1;
+                        acc[0] += vi.next().copied().unwrap_or(0.0) * x[c0];
+                        if b == 0 {
+                            break;
+                        }
+                        let c1 = base + b.trailing_zeros() as usize;
+                        b &= b - 1;
+                        acc[1] += vi.next().copied().unwrap_or(0.0) * x[c1];
+                    }
+                }
                 acc[0] + acc[1]
             })
             .collect())
@@ -104,10 +121,13 @@ impl SparseMatrix for Bitmask {
         let b = x.ncols();
         let x = x.as_standard_layout();
         let xs = x.as_slice().unwrap_or(&[]);
+        let mut pairs: Vec<(f32, usize)> = Vec::with_capacity(self.cols);
         let mut y = Array2::zeros((self.rows, b));
         for (r, mut yr) in y.rows_mut().into_iter().enumerate() {
             let yr = yr.as_slice_mut().unwrap_or(&mut []); // ok: rows of a fresh array are contiguous
-            self.for_each_in_row(r, |c, p| axpy(yr, self.values[p], &xs[c * b..(c + 1) * b]));
+            pairs.clear();
+            self.for_each_in_row(r, |c, p| pairs.push((self.values[p], c)));
+            row_times_dense(pairs.iter().copied(), xs, b, yr);
         }
         Ok(y)
     }

@@ -1,7 +1,7 @@
 use modelopt_tensor_core::{CoreError, stats::check_finite};
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
-use super::{SparseMatrix, axpy, check_mat, check_vec};
+use super::{SparseMatrix, check_mat, check_vec, row_times_dense};
 use crate::Result;
 
 /// Compressed sparse rows: `row_ptr` (`rows + 1` entries), `u32` column indices and `f32`
@@ -106,10 +106,11 @@ impl SparseMatrix for Csr {
         for (r, mut yr) in y.rows_mut().into_iter().enumerate() {
             let yr = yr.as_slice_mut().unwrap_or(&mut []); // ok: rows of a fresh array are contiguous
             let range = self.row_range(r);
-            for (&v, &c) in self.values[range.clone()].iter().zip(&self.col_idx[range]) {
-                let c = c as usize;
-                axpy(yr, v, &xs[c * b..(c + 1) * b]);
-            }
+            let pairs = self.values[range.clone()]
+                .iter()
+                .zip(&self.col_idx[range])
+                .map(|(&v, &c)| (v, c as usize));
+            row_times_dense(pairs, xs, b, yr);
         }
         Ok(y)
     }

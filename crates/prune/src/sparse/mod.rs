@@ -77,8 +77,46 @@ pub(crate) fn check_mat(cols: usize, x: &ArrayRef2<f32>) -> Result<()> {
     Ok(())
 }
 
-/// `y += v * x` over a batch row (vectorised by the compiler).
+/// One output row of `W X`: `y = sum over (v, c) of v * X[c, ..]`, `X` row-major `[cols, b]`.
+/// Common batch sizes keep the accumulator in registers (a fixed-size array the compiler
+/// vectorises); others accumulate in `y`.
 #[inline]
-pub(crate) fn axpy(y: &mut [f32], v: f32, x: &[f32]) {
-    y.iter_mut().zip(x).for_each(|(y, &x)| *y += v * x);
+pub(crate) fn row_times_dense(
+    pairs: impl Iterator<Item = (f32, usize)>,
+    xs: &[f32],
+    b: usize,
+    y: &mut [f32],
+) {
+    match b {
+        1 => fixed::<1>(pairs, xs, y),
+        2 => fixed::<2>(pairs, xs, y),
+        4 => fixed::<4>(pairs, xs, y),
+        8 => fixed::<8>(pairs, xs, y),
+        16 => fixed::<16>(pairs, xs, y),
+        32 => fixed::<32>(pairs, xs, y),
+        _ => {
+            for (v, c) in pairs {
+                if let Some(xr) = xs.get(c * b..(c + 1) * b) {
+                    y.iter_mut().zip(xr).for_each(|(y, &x)| *y += v * x);
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn fixed<const N: usize>(pairs: impl Iterator<Item = (f32, usize)>, xs: &[f32], y: &mut [f32]) {
+    let mut acc = [0f32; N];
+    for (v, c) in pairs {
+        // ok: c < cols is an invariant of every form, so the row always exists
+        if let Some(xr) = xs
+            .get(c * N..(c + 1) * N)
+            .and_then(|s| <&[f32; N]>::try_from(s).ok())
+        {
+            for i in 0..N {
+                acc[i] += v * xr[i];
+            }
+        }
+    }
+    y.iter_mut().zip(acc).for_each(|(y, a)| *y = a);
 }

@@ -1,7 +1,7 @@
 use modelopt_tensor_core::{CoreError, stats::check_finite};
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
-use super::{SparseMatrix, axpy, check_mat, check_vec};
+use super::{SparseMatrix, check_mat, check_vec, row_times_dense};
 use crate::{PruneError, Result};
 
 /// 2:4 compressed storage (the layout of sparse tensor cores): each group of 4 consecutive
@@ -37,7 +37,7 @@ impl Sparse24 {
     pub fn from_dense(w: &ArrayRef2<f32>) -> Result<Self> {
         check_finite(w)?;
         let (rows, cols) = w.dim();
-        if cols % 4 != 0 {
+        if !cols.is_multiple_of(4) {
             return Err(PruneError::NotMultiple {
                 axis: 1,
                 len: cols,
@@ -125,16 +125,19 @@ impl SparseMatrix for Sparse24 {
         let x = x.as_standard_layout();
         let xs = x.as_slice().unwrap_or(&[]);
         let gpr = self.cols / 4;
+        let mut pairs: Vec<(f32, usize)> = Vec::with_capacity(2 * gpr);
         let mut y = Array2::zeros((self.rows, b));
         for (r, mut yr) in y.rows_mut().into_iter().enumerate() {
             let yr = yr.as_slice_mut().unwrap_or(&mut []); // ok: rows of a fresh array are contiguous
+            // Decode the row's positions once; the product then streams plain pairs.
+            pairs.clear();
             for j in 0..gpr {
                 let g = r * gpr + j;
                 let (i0, i1) = self.pos(g);
-                let (c0, c1) = (4 * j + i0, 4 * j + i1);
-                axpy(yr, self.values[2 * g], &xs[c0 * b..(c0 + 1) * b]);
-                axpy(yr, self.values[2 * g + 1], &xs[c1 * b..(c1 + 1) * b]);
+                pairs.push((self.values[2 * g], 4 * j + i0));
+                pairs.push((self.values[2 * g + 1], 4 * j + i1));
             }
+            row_times_dense(pairs.iter().copied(), xs, b, yr);
         }
         Ok(y)
     }

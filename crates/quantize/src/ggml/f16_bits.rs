@@ -53,7 +53,10 @@ mod tests {
         for b in 0..=u16::MAX {
             let h = f16::from_bits(b);
             let (a, e) = (f16_to_f32(h), h.to_f32());
-            assert!(a.to_bits() == e.to_bits() || (a.is_nan() && e.is_nan()), "{b:#x}");
+            assert!(
+                a.to_bits() == e.to_bits() || (a.is_nan() && e.is_nan()),
+                "{b:#x}"
+            );
         }
     }
 
@@ -62,13 +65,22 @@ mod tests {
         // Every 613th bit pattern of both signs, plus the boundaries around the subnormal,
         // normal and overflow thresholds.
         let mut bits: Vec<u32> = (0..u32::MAX / 613).map(|i| i * 613).collect();
-        for edge in [0x3380_0000u32, 0x3880_0000, 0x477f_e000, 0x477f_f000, 0x4780_0000] {
+        for edge in [
+            0x3380_0000u32,
+            0x3880_0000,
+            0x477f_e000,
+            0x477f_f000,
+            0x4780_0000,
+        ] {
             bits.extend(edge - 4096..edge + 4096);
         }
         for b in bits {
             let v = f32::from_bits(b);
             let (a, e) = (f32_to_f16(v), f16::from_f32(v));
-            assert!(a.to_bits() == e.to_bits() || (a.is_nan() && e.is_nan()), "{b:#x}: {v}");
+            assert!(
+                a.to_bits() == e.to_bits() || (a.is_nan() && e.is_nan()),
+                "{b:#x}: {v}"
+            );
         }
     }
 }

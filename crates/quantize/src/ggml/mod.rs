@@ -27,13 +27,13 @@
 //! # Ok::<(), modelopt_quantize::QuantError>(())
 //! ```
 
+mod f16_bits;
 mod float;
 mod k_quants;
 mod q4;
 mod q5;
 mod q8_0;
 mod rows;
-mod f16_bits;
 mod simd;
 
 pub use k_quants::QK_K;
@@ -43,7 +43,9 @@ pub use modelopt_tensor_core::Par;
 pub use q4::{BlockQ4_0, BlockQ4_1};
 pub use q5::{BlockQ5_0, BlockQ5_1};
 pub use q8_0::BlockQ8_0;
-pub use rows::{dequantize, dequantize_row, dequantize_rows, quantize, quantize_row, quantize_rows};
+pub use rows::{
+    dequantize, dequantize_row, dequantize_rows, quantize, quantize_row, quantize_rows,
+};
 
 /// A GGML tensor type: its GGUF type id, block size (elements) and block byte size.
 ///

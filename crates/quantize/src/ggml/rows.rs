@@ -164,7 +164,12 @@ fn decode_avx2(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     decode_any(ty, src, dst)
 }
 
-pub(crate) fn encode_with(isa: Isa, ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
+pub(crate) fn encode_with(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), usize> {
     match isa {
         Isa::Baseline => encode_any(ty, src, dst),
         // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2 and f16c.
@@ -202,7 +207,12 @@ fn check_supported(ty: GgmlType) -> Result<()> {
     }
 }
 
-fn length_error(what: &'static str, expected: usize, found: usize, unit: &'static str) -> QuantError {
+fn length_error(
+    what: &'static str,
+    expected: usize,
+    found: usize,
+    unit: &'static str,
+) -> QuantError {
     QuantError::Length {
         what,
         expected,

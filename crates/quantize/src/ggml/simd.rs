@@ -10,7 +10,8 @@ pub(crate) fn abs_max_32(x: &[f32; 32]) -> f32 {
             m[k] = if a > m[k] { a } else { m[k] };
         }
     }
-    m.into_iter().fold(0f32, |acc, v| if v > acc { v } else { acc })
+    m.into_iter()
+        .fold(0f32, |acc, v| if v > acc { v } else { acc })
 }
 
 /// Smallest and largest value of a 32-value block, with llama.cpp's sequential semantics
@@ -25,8 +26,12 @@ pub(crate) fn min_max_32(x: &[f32; 32]) -> (f32, f32) {
             hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
         }
     }
-    let mut min = lo.into_iter().fold(f32::MAX, |a, v| if v < a { v } else { a });
-    let mut max = hi.into_iter().fold(-f32::MAX, |a, v| if v > a { v } else { a });
+    let mut min = lo
+        .into_iter()
+        .fold(f32::MAX, |a, v| if v < a { v } else { a });
+    let mut max = hi
+        .into_iter()
+        .fold(-f32::MAX, |a, v| if v > a { v } else { a });
     // Signed zeros compare equal: take the first one in element order, as the sequential loop does.
     if min == 0.0 {
         min = first_zero(x);
@@ -68,7 +73,11 @@ pub(crate) fn all_finite(x: &[f32]) -> bool {
             m[k] = m[k].max(b);
         }
     }
-    let tail = rest.iter().map(|v| v.to_bits() & 0x7fff_ffff).max().unwrap_or(0);
+    let tail = rest
+        .iter()
+        .map(|v| v.to_bits() & 0x7fff_ffff)
+        .max()
+        .unwrap_or(0);
     m.into_iter().max().unwrap_or(0).max(tail) < 0x7f80_0000
 }
 
@@ -122,7 +131,11 @@ pub(crate) fn int_of(v: f32) -> i32 {
 #[inline(always)]
 pub(crate) fn round_half_away(v: f32) -> f32 {
     let t = v.trunc();
-    if (v - t).abs() >= 0.5 { t + 1f32.copysign(v) } else { t }
+    if (v - t).abs() >= 0.5 {
+        t + 1f32.copysign(v)
+    } else {
+        t
+    }
 }
 
 #[cfg(test)]
@@ -131,7 +144,19 @@ mod rounding_tests {
 
     #[test]
     fn round_half_away_matches_std() {
-        for v in [0.5f32, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 126.5, -127.4, 0.0, -0.0] {
+        for v in [
+            0.5f32,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999997,
+            -0.49999997,
+            126.5,
+            -127.4,
+            0.0,
+            -0.0,
+        ] {
             assert_eq!(round_half_away(v), v.round(), "{v}");
             assert_eq!(int_of(round_half_away(v)), v.round() as i32, "{v}");
         }

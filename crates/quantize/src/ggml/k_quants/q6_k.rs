@@ -116,7 +116,11 @@ impl BlockQ6_K {
         let d = f16_to_f32(self.d);
         let mut y = [0f32; QK_K];
         for h in 0..2 {
-            let (ql, qh, sc) = (&self.ql[64 * h..], &self.qh[32 * h..], &self.scales[8 * h..]);
+            let (ql, qh, sc) = (
+                &self.ql[64 * h..],
+                &self.qh[32 * h..],
+                &self.scales[8 * h..],
+            );
             for k in 0..32 {
                 let is = k / 16;
                 let q1 = ((ql[k] & 0x0f) | ((qh[k] & 3) << 4)) as i32 - 32;

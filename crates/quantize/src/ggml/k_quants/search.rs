@@ -239,8 +239,13 @@ pub(crate) fn make_qkx2_quants_lanes<const N: usize, const LANES: usize>(
         for i in 0..N {
             let (l, x, w) = (laux[i], xt[i], wt[i]);
             let diff: [f32; LANES] = from_fn(|k| ts[k] * l[k] + tm[k] - x[k]);
-            let diff: [f32; LANES] =
-                from_fn(|k| if use_mad { diff[k].abs() } else { diff[k] * diff[k] });
+            let diff: [f32; LANES] = from_fn(|k| {
+                if use_mad {
+                    diff[k].abs()
+                } else {
+                    diff[k] * diff[k]
+                }
+            });
             err = from_fn(|k| err[k] + w[k] * diff[k]);
         }
         let mut take = [false; LANES];

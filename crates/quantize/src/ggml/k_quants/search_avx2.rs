@@ -34,7 +34,11 @@ pub(crate) unsafe fn make_qkx2_quants_x8<const N: usize>(
     // `if l > hi {hi}` then `if l < 0 {0}`: min/max give the same values (codes are never -0).
     let clamp = |l: __m256| _mm256_max_ps(_mm256_min_ps(l, vnmax), zero);
     let err_of = |d: __m256| {
-        if use_mad { _mm256_and_ps(d, abs_mask) } else { _mm256_mul_ps(d, d) }
+        if use_mad {
+            _mm256_and_ps(d, abs_mask)
+        } else {
+            _mm256_mul_ps(d, d)
+        }
     };
 
     let x0 = ld(&xt[0]);
@@ -145,9 +149,9 @@ mod tests {
             for (i, row) in xt.iter_mut().enumerate() {
                 for (k, v) in row.iter_mut().enumerate() {
                     *v = match (trial + k) % 5 {
-                        0 => 0.25,                      // flat lane
-                        1 => next().abs() * 3.0,        // only positive
-                        2 => (next() * 16.0).round(),   // ties
+                        0 => 0.25,                    // flat lane
+                        1 => next().abs() * 3.0,      // only positive
+                        2 => (next() * 16.0).round(), // ties
                         _ => next() * (1 + i % 3) as f32,
                     };
                 }
@@ -160,9 +164,13 @@ mod tests {
             }
             for (nmax, rmin, use_mad) in [(15, -1.0, false), (31, -0.5, false), (3, -0.5, true)] {
                 let (mut la, mut lb) = ([[0f32; 8]; 32], [[0f32; 8]; 32]);
-                let a = make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut la, rmin, 0.1, 20, use_mad);
+                let a = make_qkx2_quants_lanes::<32, 8>(
+                    nmax, &xt, &wt, &mut la, rmin, 0.1, 20, use_mad,
+                );
                 // SAFETY: AVX2 checked above.
-                let b = unsafe { make_qkx2_quants_x8::<32>(nmax, &xt, &wt, &mut lb, rmin, 0.1, 20, use_mad) };
+                let b = unsafe {
+                    make_qkx2_quants_x8::<32>(nmax, &xt, &wt, &mut lb, rmin, 0.1, 20, use_mad)
+                };
                 assert_eq!(la, lb);
                 assert_eq!(a.0.map(f32::to_bits), b.0.map(f32::to_bits));
                 assert_eq!(a.1.map(f32::to_bits), b.1.map(f32::to_bits));

@@ -1,0 +1,410 @@
+//! The compress pipeline: distill a student from a teacher, prune it and fine-tune under the mask
+//! by distillation, quantize it (int8 per channel, grouped int4 with optional quantization-aware
+//! fine-tuning), and measure every stage from the file it wrote.
+//!
+//! ```no_run
+//! use modelopt::distill::{Dataset, Digits};
+//! use modelopt::nn::Mlp;
+//! use modelopt::pipeline::{Pipeline, PruneStage};
+//!
+//! let digits = Digits::load_bundled()?;
+//! let split = digits.split(0.15, 0.2, 0)?;
+//! let teacher: Mlp<f32> = Mlp::builder(&[64, 256, 10]).build()?; // train it first
+//! fn data(p: &modelopt::distill::DigitsPart) -> modelopt::distill::Result<Dataset<'_, f32>> {
+//!     Dataset::new(p.inputs.view(), &p.labels)
+//! }
+//! let report = Pipeline::builder(&[64, 32, 10])
+//!     .prune(PruneStage::unstructured(0.5)?)
+//!     .build()?
+//!     .run(&teacher, &data(&split.train)?, &data(&split.validation)?, &data(&split.test)?, "target/pipeline")?;
+//! println!("{}", report.to_table());
+//! # Ok::<(), modelopt::Error>(())
+//! ```
+
+mod model_file;
+mod qat;
+mod report;
+
+use std::path::Path;
+use std::time::Instant;
+
+use modelopt_distill::{
+    Dataset, Hooks, KdLoss, LrSchedule, MlpStudent, Teacher, Trainer, accuracy, agreement,
+};
+use modelopt_nn::{Mlp, Sgd};
+use modelopt_prune::{Amount, L1Magnitude, Mask, Pruner, Structure};
+use modelopt_tensor_core::CoreError;
+use ndarray::Array2;
+
+pub use model_file::{WeightFormat, load_mlp, save_mlp};
+pub use qat::QatStudent;
+pub use report::{PipelineReport, StageReport};
+
+use crate::Result;
+
+/// How the student is pruned: which structure, how much (per weight matrix, L1 magnitude).
+///
+/// ```
+/// use modelopt::pipeline::PruneStage;
+/// let half = PruneStage::unstructured(0.5)?;
+/// let two_four = PruneStage::n_m(2, 4)?;
+/// assert_eq!(two_four.name(), "2:4");
+/// assert!(PruneStage::unstructured(1.5).is_err());
+/// # drop(half);
+/// # Ok::<(), modelopt::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneStage {
+    structure: Structure,
+    amount: Amount,
+    name: String,
+}
+
+impl PruneStage {
+    /// Unstructured magnitude pruning of `fraction` of every weight matrix.
+    pub fn unstructured(fraction: f64) -> Result<Self> {
+        Ok(PruneStage {
+            structure: Structure::Unstructured,
+            amount: Amount::fraction(fraction)?,
+            name: format!("{:.0}% unstructured", 100.0 * fraction),
+        })
+    }
+
+    /// N:M semi-structured pruning (keep `n` of every `m` consecutive inputs).
+    pub fn n_m(n: usize, m: usize) -> Result<Self> {
+        Ok(PruneStage {
+            structure: Structure::n_m(n, m)?,
+            amount: Amount::fraction(0.0)?,
+            name: format!("{n}:{m}"),
+        })
+    }
+
+    /// A short description (`50% unstructured`, `2:4`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The compress pipeline's settings, validated when built (see [`PipelineBuilder`]).
+///
+/// ```
+/// let p = modelopt::Pipeline::builder(&[64, 32, 10]).temperature(4.0).alpha(0.1).build()?;
+/// assert!(modelopt::Pipeline::builder(&[64, 32, 10]).alpha(2.0).build().is_err());
+/// # drop(p);
+/// # Ok::<(), modelopt::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    student_sizes: Vec<usize>,
+    temperature: f64,
+    alpha: f64,
+    distill_epochs: usize,
+    finetune_epochs: usize,
+    qat_epochs: usize,
+    learning_rate: f64,
+    batch_size: usize,
+    seed: u64,
+    prune: Option<PruneStage>,
+    int4_group_size: usize,
+}
+
+/// Builder of a [`Pipeline`]. Defaults: temperature 4, alpha 0.1, 60 distillation epochs,
+/// 20 fine-tuning epochs after pruning, 10 QAT epochs for int4, SGD (momentum 0.9) at 0.1 with
+/// cosine decay, batch 32, seed 0, prune 50% unstructured, int4 group size 32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineBuilder {
+    pipeline: Pipeline,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.pipeline.$name = $name;
+            self
+        }
+    };
+}
+
+impl PipelineBuilder {
+    setter!(/// Softmax temperature of the KD loss (> 0).
+        temperature: f64);
+    setter!(/// Weight of the label loss in `[0, 1]`.
+        alpha: f64);
+    setter!(/// Epochs of distillation of the student.
+        distill_epochs: usize);
+    setter!(/// Epochs of distillation under the pruning mask.
+        finetune_epochs: usize);
+    setter!(/// Epochs of quantization-aware distillation for int4 (0: none).
+        qat_epochs: usize);
+    setter!(/// Base learning rate (> 0).
+        learning_rate: f64);
+    setter!(/// Mini-batch size (> 0).
+        batch_size: usize);
+    setter!(/// Seed of initialisation and batch order.
+        seed: u64);
+    setter!(/// Elements per scale of the int4 stage (> 0).
+        int4_group_size: usize);
+
+    /// Prune with `stage` (the default is 50% unstructured).
+    pub fn prune(mut self, stage: PruneStage) -> Self {
+        self.pipeline.prune = Some(stage);
+        self
+    }
+
+    /// Skip pruning.
+    pub fn no_pruning(mut self) -> Self {
+        self.pipeline.prune = None;
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<Pipeline> {
+        let p = self.pipeline;
+        if p.student_sizes.len() < 2 || p.student_sizes.contains(&0) {
+            return Err(CoreError::invalid(
+                "student_sizes",
+                format!(
+                    "need at least two non-zero layer sizes, got {:?}",
+                    p.student_sizes
+                ),
+            )
+            .into());
+        }
+        // KdLoss validates temperature and alpha with its own messages.
+        KdLoss::<f32>::new(p.temperature, p.alpha)?;
+        if !(p.learning_rate.is_finite() && p.learning_rate > 0.0) {
+            return Err(CoreError::invalid(
+                "learning_rate",
+                format!("must be > 0, got {}", p.learning_rate),
+            )
+            .into());
+        }
+        if p.batch_size == 0 || p.int4_group_size == 0 {
+            return Err(
+                CoreError::invalid("batch_size/int4_group_size", "must be at least 1").into(),
+            );
+        }
+        Ok(p)
+    }
+}
+
+struct Eval<'a, 'd> {
+    test: &'a Dataset<'d, f32>,
+    teacher_test: Array2<f32>,
+}
+
+impl Eval<'_, '_> {
+    fn row(
+        &self,
+        stage: &str,
+        format: WeightFormat,
+        net: &Mlp<f32>,
+        path: &Path,
+        started: Instant,
+    ) -> Result<StageReport> {
+        let bytes = save_mlp(net, path, format)?;
+        // Measure the model as a user would get it: read back from the file just written.
+        let loaded = load_mlp(path, net)?;
+        let out = loaded.predict(&self.test.inputs())?;
+        let params = loaded.named_parameters();
+        Ok(StageReport {
+            stage: stage.to_string(),
+            format: format.name(),
+            parameters: loaded.parameter_count(),
+            nonzero: params
+                .values()
+                .map(|p| p.iter().filter(|v| **v != 0.0).count())
+                .sum(),
+            bytes,
+            test_accuracy: accuracy(&out, self.test.labels())?,
+            agreement: agreement(&out, &self.teacher_test)?,
+            seconds: started.elapsed().as_secs_f64(),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Pipeline {
+    /// Settings with the defaults for a student of these layer sizes (input, hidden..., classes).
+    pub fn builder(student_sizes: &[usize]) -> PipelineBuilder {
+        PipelineBuilder {
+            pipeline: Pipeline {
+                student_sizes: student_sizes.to_vec(),
+                temperature: 4.0,
+                alpha: 0.1,
+                distill_epochs: 60,
+                finetune_epochs: 20,
+                qat_epochs: 10,
+                learning_rate: 0.1,
+                batch_size: 32,
+                seed: 0,
+                prune: PruneStage::unstructured(0.5).ok(),
+                int4_group_size: 32,
+            },
+        }
+    }
+
+    fn trainer(&self, epochs: usize, learning_rate: f64) -> Result<Trainer> {
+        Ok(Trainer::builder()
+            .epochs(epochs)
+            .batch_size(self.batch_size)
+            .learning_rate(learning_rate)
+            .schedule(LrSchedule::Cosine { min_lr: 0.0 })
+            .seed(self.seed)
+            .build()?)
+    }
+
+    fn sgd(&self) -> Result<Sgd<f32>> {
+        Ok(Sgd::builder(self.learning_rate).momentum(0.9).build()?)
+    }
+
+    /// Runs every stage against `teacher` (inference only; its logits are computed once), writing
+    /// one safetensors file per stage into `out_dir` (created if missing) and measuring each
+    /// model read back from its file on `test`.
+    pub fn run(
+        &self,
+        teacher: &Mlp<f32>,
+        train: &Dataset<'_, f32>,
+        validation: &Dataset<'_, f32>,
+        test: &Dataset<'_, f32>,
+        out_dir: impl AsRef<Path>,
+    ) -> Result<PipelineReport> {
+        let out_dir = out_dir.as_ref();
+        std::fs::create_dir_all(out_dir).map_err(|source| modelopt_io::IoError::Io {
+            path: out_dir.to_path_buf(),
+            source,
+        })?;
+        let file = |name: &str| out_dir.join(format!("{name}.safetensors"));
+        let eval = Eval {
+            test,
+            teacher_test: Teacher::predict(teacher, &test.inputs())?,
+        };
+        let mut report = PipelineReport::default();
+
+        let t0 = Instant::now();
+        report.stages.push(eval.row(
+            "teacher",
+            WeightFormat::F32,
+            teacher,
+            &file("teacher"),
+            t0,
+        )?);
+
+        // Offline distillation: the fixed teacher's logits, once.
+        let train_logits = Teacher::predict(teacher, &train.inputs())?;
+        let val_logits = Teacher::predict(teacher, &validation.inputs())?;
+        let train = Dataset::new(train.inputs(), train.labels())?
+            .with_teacher_logits(train_logits.view())?;
+        let validation = Dataset::new(validation.inputs(), validation.labels())?
+            .with_teacher_logits(val_logits.view())?;
+        let kd = KdLoss::new(self.temperature, self.alpha)?;
+
+        let t0 = Instant::now();
+        let net = Mlp::<f32>::builder(&self.student_sizes)
+            .seed(self.seed)
+            .build()?;
+        let mut student = MlpStudent::new(net, self.sgd()?);
+        self.trainer(self.distill_epochs, self.learning_rate)?.fit(
+            &mut student,
+            &kd,
+            None,
+            &train,
+            Some(&validation),
+            Hooks::new(),
+        )?;
+        report.stages.push(eval.row(
+            "student (distilled)",
+            WeightFormat::F32,
+            &student.network,
+            &file("student"),
+            t0,
+        )?);
+
+        let mut masks: Vec<Option<Mask>> = vec![None; student.network.layers().len()];
+        if let Some(stage) = &self.prune {
+            let t0 = Instant::now();
+            let pruner = Pruner::new(L1Magnitude)
+                .amount(stage.amount.clone())
+                .structure(stage.structure.clone());
+            for (layer, mask) in student
+                .network
+                .layers_mut()
+                .iter_mut()
+                .zip(masks.iter_mut())
+            {
+                let m = pruner.prune(layer.weight())?;
+                m.apply_inplace(&mut layer.weight_mut().view_mut().into_dyn())?;
+                *mask = Some(m);
+            }
+            let name = format!("pruned {}", stage.name());
+            report.stages.push(eval.row(
+                &name,
+                WeightFormat::F32,
+                &student.network,
+                &file("student-pruned"),
+                t0,
+            )?);
+
+            let t0 = Instant::now();
+            // Fine-tune by distillation; the hook keeps pruned weights at zero after every step.
+            let keep = masks.clone();
+            let hooks = Hooks::new().after_step(move |s: &mut MlpStudent<f32, Sgd<f32>>, _| {
+                for (layer, mask) in s.network.layers_mut().iter_mut().zip(&keep) {
+                    if let Some(mask) = mask {
+                        mask.apply_inplace(&mut layer.weight_mut().view_mut().into_dyn())
+                            .map_err(|e| CoreError::invalid("mask", e.to_string()))?;
+                    }
+                }
+                Ok(())
+            });
+            student.optimizer = self.sgd()?;
+            self.trainer(self.finetune_epochs, self.learning_rate * 0.5)?
+                .fit(&mut student, &kd, None, &train, Some(&validation), hooks)?;
+            report.stages.push(eval.row(
+                &format!("{name} + KD fine-tune"),
+                WeightFormat::F32,
+                &student.network,
+                &file("student-pruned-finetuned"),
+                t0,
+            )?);
+        }
+
+        let t0 = Instant::now();
+        report.stages.push(eval.row(
+            "int8 per-channel (PTQ)",
+            WeightFormat::Int8PerChannel,
+            &student.network,
+            &file("student-int8"),
+            t0,
+        )?);
+        let int4 = WeightFormat::Int4Grouped {
+            group_size: self.int4_group_size,
+        };
+        let t0 = Instant::now();
+        report.stages.push(eval.row(
+            "int4 grouped (PTQ)",
+            int4,
+            &student.network,
+            &file("student-int4"),
+            t0,
+        )?);
+        if self.qat_epochs > 0 {
+            let t0 = Instant::now();
+            let mut inner = student.clone();
+            inner.optimizer = self.sgd()?;
+            let mut qat = QatStudent::new(inner, int4, masks)?;
+            self.trainer(self.qat_epochs, self.learning_rate * 0.1)?
+                .fit(&mut qat, &kd, None, &train, Some(&validation), Hooks::new())?;
+            let tuned = qat.into_float();
+            report.stages.push(eval.row(
+                "int4 grouped + QAT",
+                int4,
+                &tuned.network,
+                &file("student-int4-qat"),
+                t0,
+            )?);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,97 @@
+//! What each pipeline stage cost in accuracy and saved in size.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+/// One row of the pipeline's table: a model after a stage, measured from the file it wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageReport {
+    /// What was done (`teacher`, `student (distilled)`, `pruned + fine-tuned`, `int8`, ...).
+    pub stage: String,
+    /// How the weight matrices are stored (`f32`, `int8`, `int4-g32`).
+    pub format: String,
+    /// Parameters of the network (weights and biases).
+    pub parameters: usize,
+    /// Parameters that are not zero.
+    pub nonzero: usize,
+    /// Size of the safetensors file.
+    pub bytes: u64,
+    /// Top-1 accuracy on the test split, of the network read back from the file.
+    pub test_accuracy: f64,
+    /// Top-1 agreement with the teacher on the test split.
+    pub agreement: f64,
+    /// Wall time of the stage in seconds.
+    pub seconds: f64,
+    /// The file written.
+    pub path: PathBuf,
+}
+
+/// Every stage of a [`super::Pipeline`] run, in order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PipelineReport {
+    /// The rows, teacher first.
+    pub stages: Vec<StageReport>,
+}
+
+impl PipelineReport {
+    /// The row named `stage`, if present.
+    pub fn stage(&self, stage: &str) -> Option<&StageReport> {
+        self.stages.iter().find(|s| s.stage == stage)
+    }
+
+    /// The last stage's row: the final model.
+    pub fn final_stage(&self) -> Option<&StageReport> {
+        self.stages.last()
+    }
+
+    /// Teacher file size divided by the final model's file size.
+    pub fn compression(&self) -> f64 {
+        match (self.stages.first(), self.stages.last()) {
+            (Some(t), Some(f)) if f.bytes > 0 => t.bytes as f64 / f.bytes as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// A plain-text table, one row per stage.
+    pub fn to_table(&self) -> String {
+        let mut out = format!(
+            "{:<40} {:>9} {:>10} {:>9} {:>11} {:>9} {:>10} {:>7}\n",
+            "stage", "format", "params", "nonzero", "bytes", "test acc", "agreement", "time s"
+        );
+        for s in &self.stages {
+            out.push_str(&format!(
+                "{:<40} {:>9} {:>10} {:>9} {:>11} {:>8.2}% {:>9.2}% {:>7.2}\n",
+                s.stage,
+                s.format,
+                s.parameters,
+                s.nonzero,
+                s.bytes,
+                100.0 * s.test_accuracy,
+                100.0 * s.agreement,
+                s.seconds
+            ));
+        }
+        out.push_str(&format!(
+            "final model {:.1}x smaller on disk than the teacher\n",
+            self.compression()
+        ));
+        out
+    }
+
+    /// The same as a JSON value.
+    pub fn to_json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .stages
+            .iter()
+            .map(|s| {
+                json!({
+                    "stage": s.stage, "format": s.format, "parameters": s.parameters,
+                    "nonzero": s.nonzero, "bytes": s.bytes, "test_accuracy": s.test_accuracy,
+                    "agreement": s.agreement, "seconds": s.seconds, "path": s.path.display().to_string(),
+                })
+            })
+            .collect();
+        json!({ "stages": rows, "compression": self.compression() })
+    }
+}

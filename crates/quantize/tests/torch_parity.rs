@@ -47,14 +47,24 @@ fn reproduces_torch_scales_zero_points_codes_and_dequantized() {
         let want_scales: Vec<f32> = scale.iter().copied().collect();
         assert_eq!(got_scales.len(), want_scales.len(), "{name}");
         for (i, (g, w)) in got_scales.iter().zip(&want_scales).enumerate() {
-            assert!(ulp_distance(*g, *w) == 0, "{name}: scale {i}: {g} vs torch {w}");
+            assert!(
+                ulp_distance(*g, *w) == 0,
+                "{name}: scale {i}: {g} vs torch {w}"
+            );
         }
         let got_zp: Vec<i32> = q.zero_points().iter().copied().collect();
-        assert_eq!(got_zp, zero_point.iter().copied().collect::<Vec<_>>(), "{name}: zero points");
+        assert_eq!(
+            got_zp,
+            zero_point.iter().copied().collect::<Vec<_>>(),
+            "{name}: zero points"
+        );
         assert_eq!(q.codes().into_dyn(), codes, "{name}: codes");
         let ours = q.dequantize();
         for (i, (g, w)) in ours.iter().zip(deq.iter()).enumerate() {
-            assert!(ulp_distance(*g, *w) == 0, "{name}: dequantized {i}: {g} vs torch {w}");
+            assert!(
+                ulp_distance(*g, *w) == 0,
+                "{name}: dequantized {i}: {g} vs torch {w}"
+            );
         }
         assert_eq!(ours.shape(), deq.shape());
     }
@@ -65,14 +75,24 @@ fn all_zero_channel_of_the_reference_is_exact() {
     // The per-channel cases include an all-zero channel: scale falls back to eps, codes are 0.
     let name = "per_channel_symmetric_qint8_axis0";
     let x: ArrayD<f32> = read_npy(data(name, "input")).unwrap();
-    let q = QuantScheme::torch(true, false).per_channel(0).quantize(&x).unwrap();
+    let q = QuantScheme::torch(true, false)
+        .per_channel(0)
+        .quantize(&x)
+        .unwrap();
     let deq = q.dequantize();
     let zero_rows: Vec<usize> = (0..x.shape()[0])
         .filter(|&r| x.index_axis(ndarray::Axis(0), r).iter().all(|&v| v == 0.0))
         .collect();
-    assert!(!zero_rows.is_empty(), "reference should contain an all-zero channel");
+    assert!(
+        !zero_rows.is_empty(),
+        "reference should contain an all-zero channel"
+    );
     for r in zero_rows {
         assert_eq!(q.scales()[IxDyn(&[r])], f32::EPSILON);
-        assert!(deq.index_axis(ndarray::Axis(0), r).iter().all(|&v| v == 0.0));
+        assert!(
+            deq.index_axis(ndarray::Axis(0), r)
+                .iter()
+                .all(|&v| v == 0.0)
+        );
     }
 }

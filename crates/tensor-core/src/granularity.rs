@@ -53,7 +53,7 @@ impl Granularity {
                 if group_size == 0 {
                     return Err(CoreError::invalid("group_size", "must be at least 1"));
                 }
-                if shape[axis] % group_size != 0 {
+                if !shape[axis].is_multiple_of(group_size) {
                     return Err(CoreError::invalid(
                         "group_size",
                         format!(
@@ -81,7 +81,10 @@ impl Granularity {
         Ok(match *self {
             Granularity::PerTensor => 1,
             Granularity::PerChannel { axis } => shape[axis],
-            Granularity::PerGroup { axis: _, group_size } => n / group_size,
+            Granularity::PerGroup {
+                axis: _,
+                group_size,
+            } => n / group_size,
         })
     }
 }

@@ -81,6 +81,7 @@ fn main() -> Result<()> {
         ),
     ];
     for (name, scheme) in schemes {
+        scheme.quantize(&w)?; // warm-up: first-touch page faults are not the scheme's cost
         let t = Instant::now();
         let q = scheme.quantize(&w)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;

@@ -94,3 +94,42 @@ fn histogram_grows_with_larger_batches() {
     assert!(o.counts().len() >= 3 * 2048);
     assert_eq!(o.counts().iter().sum::<u64>(), 3);
 }
+
+/// Reference thresholds computed by NVIDIA pytorch-quantization's `_compute_amax_entropy`,
+/// `_compute_amax_percentile` and `_compute_amax_mse` (calib/histogram.py, run with numpy in place
+/// of scipy/torch) on a 2048-bin histogram of |x| for 200k N(0,1) + 20k 2*t(3) samples.
+/// tests/data/hist_expected.npy = [bin width, entropy 8-bit signed, entropy 4-bit signed,
+/// entropy 8-bit unsigned, percentile 99.9, percentile 99.99, mse 8-bit signed, mse 4-bit signed].
+#[test]
+fn histogram_methods_match_pytorch_quantization() {
+    use modelopt_quantize::observer::HistogramMethod;
+    use ndarray_npy::read_npy;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let counts: ndarray::Array1<i64> = read_npy(dir.join("hist_counts.npy")).unwrap();
+    let expected: ndarray::Array1<f64> = read_npy(dir.join("hist_expected.npy")).unwrap();
+    let counts: Vec<u64> = counts.iter().map(|&c| c as u64).collect();
+    let width = expected[0];
+    let int8 = QuantScheme::int8().check().unwrap();
+    let int4 = QuantScheme::int4().check().unwrap();
+    let uint8 = QuantScheme::int8().signed(false).check().unwrap();
+    let cases = [
+        (HistogramMethod::Entropy, int8, expected[1]),
+        (HistogramMethod::Entropy, int4, expected[2]),
+        (HistogramMethod::Entropy, uint8, expected[3]),
+        (HistogramMethod::Percentile(99.9), int8, expected[4]),
+        (HistogramMethod::Percentile(99.99), int8, expected[5]),
+        (HistogramMethod::Mse, int8, expected[6]),
+        (HistogramMethod::Mse, int4, expected[7]),
+    ];
+    for (method, scheme, want) in cases {
+        let o = HistogramObserver::from_counts(method, counts.clone(), width).unwrap();
+        let got = o.amax_for(&scheme).unwrap();
+        assert!(
+            (got - want).abs() <= 1e-9 * want,
+            "{method:?} {} bits: {got} vs reference {want} (bins {} vs {})",
+            scheme.bits(),
+            got / width,
+            want / width
+        );
+    }
+}

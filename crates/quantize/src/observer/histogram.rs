@@ -114,6 +114,38 @@ impl HistogramObserver {
         Self::with_method(HistogramMethod::Entropy)
     }
 
+    /// An observer over an existing histogram of `|x|`: `counts[i]` values in
+    /// `[i * bin_width, (i + 1) * bin_width)`, from signed data (range `[-amax, amax]`).
+    /// Errors on no bins, a zero total, or a width that is not finite and positive.
+    ///
+    /// ```
+    /// use modelopt_quantize::observer::{HistogramMethod, HistogramObserver};
+    /// let o = HistogramObserver::from_counts(HistogramMethod::Percentile(50.0), vec![1, 1, 2], 0.5)?;
+    /// assert_eq!(o.amax()?, 0.5); // left edge of the bin where the CDF reaches 50 %
+    /// assert!(HistogramObserver::from_counts(HistogramMethod::Mse, vec![0, 0], 1.0).is_err());
+    /// # Ok::<(), modelopt_quantize::QuantError>(())
+    /// ```
+    pub fn from_counts(method: HistogramMethod, counts: Vec<u64>, bin_width: f64) -> Result<Self> {
+        let mut o = Self::new(method)?;
+        if !(bin_width.is_finite() && bin_width > 0.0) {
+            return Err(CoreError::invalid(
+                "bin_width",
+                format!("must be finite and > 0, got {bin_width}"),
+            )
+            .into());
+        }
+        if counts.iter().sum::<u64>() == 0 {
+            return Err(CoreError::Empty {
+                what: "histogram counts",
+            }
+            .into());
+        }
+        o.counts = counts;
+        o.width = bin_width;
+        o.saw_negative = true;
+        Ok(o)
+    }
+
     fn with_method(method: HistogramMethod) -> Self {
         HistogramObserver {
             method,

@@ -138,3 +138,33 @@ proptest! {
         prop_assert!(codes.iter().all(|&c| c.abs() < (1 << (bits - 1))));
     }
 }
+
+#[test]
+fn parallel_split_equals_sequential() {
+    use modelopt_tensor_core::Par;
+    let w = Array2::from_shape_fn((300, 512), |(i, j)| {
+        ((i * 31 + j * 17) % 97) as f32 * 0.01 - 0.48
+    });
+    for scheme in [
+        QuantScheme::int8().per_channel(0),
+        QuantScheme::int4().per_group(1, 32),
+        QuantScheme::new(3).affine().signed(false).per_group(1, 128),
+        QuantScheme::int8().affine(),
+    ] {
+        let s = scheme.check().unwrap();
+        let seq = s.quantize(&w).unwrap();
+        // Par::Seq with a large input still splits into tasks; Par::all_cores() uses rayon when
+        // the `modelopt-tensor-core/rayon` feature is on.
+        for par in [Par::Seq, Par::all_cores()] {
+            assert_eq!(s.quantize_par(&w, par).unwrap(), seq, "{scheme:?}");
+        }
+    }
+    let mut bad = w.clone();
+    bad[[250, 3]] = f32::NAN;
+    let e = QuantScheme::int8()
+        .per_channel(0)
+        .check()
+        .unwrap()
+        .quantize_par(&bad, Par::all_cores());
+    assert!(e.unwrap_err().to_string().contains("flat index 128003"));
+}

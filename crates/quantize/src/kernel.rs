@@ -126,12 +126,13 @@ fn quantize_blocks_body(
     s: &CheckedScheme,
     out: BlockOut<'_>,
     abs_max: impl Fn(&[f32]) -> u32 + Copy,
+    range: impl Fn(&[f32]) -> (f32, f32, u32) + Copy,
 ) -> Option<usize> {
     match block {
-        32 => quantize_blocks_sized::<32>(xs, 32, s, out, abs_max),
-        64 => quantize_blocks_sized::<64>(xs, 64, s, out, abs_max),
-        128 => quantize_blocks_sized::<128>(xs, 128, s, out, abs_max),
-        _ => quantize_blocks_sized::<0>(xs, block, s, out, abs_max),
+        32 => quantize_blocks_sized::<32>(xs, 32, s, out, abs_max, range),
+        64 => quantize_blocks_sized::<64>(xs, 64, s, out, abs_max, range),
+        128 => quantize_blocks_sized::<128>(xs, 128, s, out, abs_max, range),
+        _ => quantize_blocks_sized::<0>(xs, block, s, out, abs_max, range),
     }
 }
 
@@ -143,6 +144,7 @@ fn quantize_blocks_sized<const G: usize>(
     s: &CheckedScheme,
     out: BlockOut<'_>,
     abs_max: impl Fn(&[f32]) -> u32,
+    range: impl Fn(&[f32]) -> (f32, f32, u32),
 ) -> Option<usize> {
     let block = if G == 0 { block } else { G };
     let per_block_bytes = if out.packed { block / 2 } else { block };
@@ -171,7 +173,7 @@ fn quantize_blocks_sized<const G: usize>(
         for ((run, l), h) in tile.chunks_exact(block).zip(&mut lo).zip(&mut hi) {
             let bits;
             (*l, *h, bits) = if s.mode == QuantMode::Affine {
-                min_max(run)
+                range(run)
             } else {
                 let bits = abs_max(run);
                 let a = f32::from_bits(bits);
@@ -213,7 +215,7 @@ fn quantize_blocks_baseline(
     s: &CheckedScheme,
     out: BlockOut<'_>,
 ) -> Option<usize> {
-    quantize_blocks_body(xs, block, s, out, abs_max_bits)
+    quantize_blocks_body(xs, block, s, out, abs_max_bits, min_max)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -224,7 +226,7 @@ fn quantize_blocks_avx2(
     s: &CheckedScheme,
     out: BlockOut<'_>,
 ) -> Option<usize> {
-    quantize_blocks_body(xs, block, s, out, abs_max_bits)
+    quantize_blocks_body(xs, block, s, out, abs_max_bits, min_max)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -235,9 +237,16 @@ fn quantize_blocks_avx512(
     s: &CheckedScheme,
     out: BlockOut<'_>,
 ) -> Option<usize> {
-    // The plain reduction is compiled poorly for short fixed-length blocks at this level
-    // (vectorised across blocks with gathers), so the abs-max uses explicit AVX-512.
-    quantize_blocks_body(xs, block, s, out, |run| abs_max_bits_avx512(run))
+    // The plain reductions are compiled poorly for short fixed-length blocks at this level
+    // (vectorised across blocks with gathers), so they use explicit AVX-512.
+    quantize_blocks_body(
+        xs,
+        block,
+        s,
+        out,
+        |run| abs_max_bits_avx512(run),
+        |run| min_max_avx512(run),
+    )
 }
 
 /// [`abs_max_bits`] with AVX-512F intrinsics: 16-lane unsigned max of the sign-cleared bits.
@@ -261,6 +270,38 @@ fn abs_max_bits_avx512(xs: &[f32]) -> u32 {
         .remainder()
         .iter()
         .fold(m, |m, x| m.max(x.to_bits() & 0x7FFF_FFFF))
+}
+
+/// [`min_max`] with AVX-512F intrinsics (NaN ignored by min/max, flagged by the abs-max bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn min_max_avx512(xs: &[f32]) -> (f32, f32, u32) {
+    use std::arch::x86_64::{
+        _mm512_and_si512, _mm512_castps_si512, _mm512_loadu_ps, _mm512_max_epu32, _mm512_max_ps,
+        _mm512_min_ps, _mm512_reduce_max_epu32, _mm512_reduce_max_ps, _mm512_reduce_min_ps,
+        _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_si512,
+    };
+    let mask = _mm512_set1_epi32(0x7FFF_FFFF);
+    let mut bits = _mm512_setzero_si512();
+    let mut lo = _mm512_set1_ps(f32::INFINITY);
+    let mut hi = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        // SAFETY: `c` is 16 contiguous, initialised f32 values; the load is unaligned.
+        let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+        // vminps/vmaxps return the second operand when either is NaN: keep the accumulator.
+        lo = _mm512_min_ps(v, lo);
+        hi = _mm512_max_ps(v, hi);
+        bits = _mm512_max_epu32(bits, _mm512_and_si512(_mm512_castps_si512(v), mask));
+    }
+    let (mut mn, mut mx) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+    let mut b = _mm512_reduce_max_epu32(bits);
+    for &x in chunks.remainder() {
+        mn = mn.min(x);
+        mx = mx.max(x);
+        b = b.max(x.to_bits() & 0x7FFF_FFFF);
+    }
+    (mn, mx, b)
 }
 
 /// Which build of the kernel runs.
@@ -412,6 +453,31 @@ mod tests {
             // SAFETY: as above.
             assert_eq!(unsafe { abs_max_bits_avx512(&xs) }, abs_max_bits(&xs));
         }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_min_max_equals_scalar() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let xs: Vec<f32> = (0..300)
+            .map(|i| ((i * 53) % 97) as f32 * 0.25 - 11.0)
+            .collect();
+        for len in [1, 15, 16, 17, 32, 100, 300] {
+            // SAFETY: avx512f was detected above.
+            assert_eq!(
+                unsafe { min_max_avx512(&xs[..len]) },
+                min_max(&xs[..len]),
+                "{len}"
+            );
+        }
+        let mut ys = xs.clone();
+        ys[40] = f32::NAN;
+        // SAFETY: as above.
+        let (lo, hi, bits) = unsafe { min_max_avx512(&ys) };
+        assert_eq!((lo, hi), (min_max(&xs).0, min_max(&xs).1));
+        assert!(bits >= NON_FINITE_BITS);
     }
 
     #[test]

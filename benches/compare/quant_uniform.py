@@ -87,7 +87,7 @@ def modelopt(run_cargo):
         cmd = ["cargo", "bench", "-p", "modelopt-quantize", "--bench", "uniform", "--",
                "--warm-up-time", "1", "--measurement-time", "3"]
         print("running:", " ".join(cmd), file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     out = []
     for bench_id, label in MODELOPT:

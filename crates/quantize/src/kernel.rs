@@ -370,6 +370,100 @@ pub(crate) fn quantize_blocks(
     }
 }
 
+/// Codes of consecutive `block`-element blocks with known parameters (`scales[b]`,
+/// `zero_points[b]` for block `b`), packed two per byte when `packed` (then `block` is even).
+#[inline(always)]
+fn quantize_blocks_given_body(
+    xs: &[f32],
+    block: usize,
+    s: &CheckedScheme,
+    scales: &[f32],
+    zero_points: &[i32],
+    codes: &mut [u8],
+    packed: bool,
+) {
+    let per_block_bytes = if packed { block / 2 } else { block };
+    let blocks = xs
+        .chunks_exact(block)
+        .zip(codes.chunks_exact_mut(per_block_bytes))
+        .zip(scales.iter().zip(zero_points));
+    for ((run, out), (&scale, &zp)) in blocks {
+        let rp = RunParams::new(scale, zp, s);
+        if packed {
+            quantize_run_packed(run, &rp, out);
+        } else {
+            quantize_run(run, &rp, out);
+        }
+    }
+}
+
+fn quantize_blocks_given_baseline(
+    xs: &[f32],
+    block: usize,
+    s: &CheckedScheme,
+    scales: &[f32],
+    zero_points: &[i32],
+    codes: &mut [u8],
+    packed: bool,
+) {
+    quantize_blocks_given_body(xs, block, s, scales, zero_points, codes, packed)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantize_blocks_given_avx2(
+    xs: &[f32],
+    block: usize,
+    s: &CheckedScheme,
+    scales: &[f32],
+    zero_points: &[i32],
+    codes: &mut [u8],
+    packed: bool,
+) {
+    quantize_blocks_given_body(xs, block, s, scales, zero_points, codes, packed)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn quantize_blocks_given_avx512(
+    xs: &[f32],
+    block: usize,
+    s: &CheckedScheme,
+    scales: &[f32],
+    zero_points: &[i32],
+    codes: &mut [u8],
+    packed: bool,
+) {
+    quantize_blocks_given_body(xs, block, s, scales, zero_points, codes, packed)
+}
+
+/// Quantizes finite `xs` as consecutive blocks with given parameters (one per block) into
+/// `codes` (two per byte when `packed`; `block` must then be even).
+pub(crate) fn quantize_blocks_given(
+    isa: Isa,
+    xs: &[f32],
+    block: usize,
+    s: &CheckedScheme,
+    params: (&[f32], &[i32]),
+    codes: &mut [u8],
+    packed: bool,
+) {
+    let (scales, zps) = params;
+    match isa {
+        Isa::Baseline => quantize_blocks_given_baseline(xs, block, s, scales, zps, codes, packed),
+        // SAFETY: `Isa::detect` returned this variant only after confirming the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe {
+            quantize_blocks_given_avx2(xs, block, s, scales, zps, codes, packed)
+        },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe {
+            quantize_blocks_given_avx512(xs, block, s, scales, zps, codes, packed)
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,6 +198,17 @@ impl CheckedScheme {
 
     /// Codes of a finite, row-major `xs` with known parameters, packed when the scheme packs.
     fn codes_with(&self, xs: &[f32], runs: &Runs, scales: &[f32], zps: &[i32]) -> Vec<u8> {
+        if let Runs::Blocks { block, .. } = *runs {
+            let packed = self.is_packed() && block % 2 == 0;
+            let mut codes = vec![0u8; if packed { xs.len() / 2 } else { xs.len() }];
+            let isa = Isa::detect();
+            kernel::quantize_blocks_given(isa, xs, block, self, (scales, zps), &mut codes, packed);
+            return if self.is_packed() && !packed {
+                pack_nibbles(&codes)
+            } else {
+                codes
+            };
+        }
         let mut codes = vec![0u8; xs.len()];
         runs.for_each(|start, len, p| {
             let rp = RunParams::new(scales[p], zps[p], self);

@@ -1,5 +1,5 @@
 //! Property tests: reconstruction error bound, fake-quant idempotence, packing round trips,
-//! agreement of the fused block kernel with the general run-based path.
+//! agreement of the calibrating kernel with the given-parameters one and of contiguous with strided layouts.
 
 use modelopt_quantize::packing::{pack_nibbles, unpack_nibbles};
 use modelopt_quantize::{QuantMode, QuantScheme};
@@ -81,7 +81,7 @@ proptest! {
     }
 
     #[test]
-    fn fused_kernel_matches_general_path(x in matrix(), s in scheme()) {
+    fn calibrating_kernel_matches_given_params_kernel(x in matrix(), s in scheme()) {
         let s = s.check().unwrap();
         let q = s.quantize(&x).unwrap();
         let again = s.quantize_with(&x, q.params()).unwrap();

@@ -56,6 +56,37 @@ impl<D: Dimension> FakeQuantized<D> {
         &self.in_range
     }
 
+    /// The straight-through estimator's backward pass: `upstream` where the value was in range,
+    /// 0 where it was clamped (torch's `fake_quantize_*_backward`). Errors on a shape mismatch.
+    ///
+    /// ```
+    /// use modelopt_quantize::QuantScheme;
+    /// use ndarray::array;
+    /// let s = QuantScheme::new(2).check()?;
+    /// let p = s.quantize(&array![1.0f32])?.params().clone();
+    /// let fq = s.fake_quantize_with(&array![0.4f32, 3.0], &p)?;
+    /// assert_eq!(fq.straight_through(&array![0.5f32, 0.5])?, array![0.5f32, 0.0]);
+    /// # Ok::<(), modelopt_quantize::QuantError>(())
+    /// ```
+    pub fn straight_through(&self, upstream: &ArrayRef<f32, D>) -> Result<Array<f32, D>> {
+        if upstream.shape() != self.in_range.shape() {
+            return Err(CoreError::ShapeMismatch {
+                expected: self.in_range.shape().to_vec(),
+                found: upstream.shape().to_vec(),
+            }
+            .into());
+        }
+        let mut g = upstream.to_owned();
+        ndarray::Zip::from(&mut g)
+            .and(&self.in_range)
+            .for_each(|g, &m| {
+                if !m {
+                    *g = 0.0;
+                }
+            });
+        Ok(g)
+    }
+
     /// Splits into `(values, in_range)`.
     ///
     /// ```

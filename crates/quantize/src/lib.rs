@@ -11,6 +11,18 @@
 //!   search, entropy/KL) and [`fake_quant`] for simulation and quantization-aware training.
 //! - [`ggml`]: the GGML block formats of llama.cpp (Q8_0, Q4_0, ..., Q4_K, Q6_K).
 //!
+//! Conventions: rounding is half to even; `x` is coded `clamp(round(x * (1/scale)) + zero_point)`
+//! with the `f32` reciprocal, as torch does, so [`QuantScheme::torch`] reproduces torch.ao's
+//! scales, zero points, codes and dequantized values bit for bit (tests/torch_parity.rs).
+//! Codes of 4 bits or fewer take a nibble each, the even element in the low nibble.
+//! [`UniformQuantized::storage_bytes`] counts codes, f32 scales and (affine) one byte per zero
+//! point.
+//!
+//! Speed: the per-tensor, outer-axis per-channel and inner-axis per-group layouts run one fused
+//! pass per 16 KiB tile (range, parameters, codes, packing) compiled for AVX-512, AVX2 or the
+//! baseline ISA and chosen at run time; [`CheckedScheme::quantize_par`] splits the work over
+//! threads.
+//!
 //! ```
 //! use modelopt_quantize::{LinearQuantizer, QuantScheme};
 //! use ndarray::array;

@@ -3,11 +3,12 @@
 use modelopt_tensor_core::ErrorMetrics;
 use ndarray::{Array, ArrayRef, ArrayViewD, Dimension};
 
-use crate::Result;
 use crate::layout::Runs;
 use crate::packing::{unpack_nibbles, widen_bytes};
 use crate::params::QuantParams;
 use crate::scheme::CheckedScheme;
+use crate::{QuantError, Result};
+use modelopt_tensor_core::CoreError;
 
 /// A uniformly quantized tensor: codes in row-major order (two per byte for 4 bits or fewer, see
 /// [`packing`](crate::packing)), its [`QuantParams`], its scheme and shape.
@@ -46,6 +47,68 @@ impl<D: Dimension> UniformQuantized<D> {
             params,
             data,
         }
+    }
+
+    /// Rebuilds a quantized tensor from stored parts (e.g. read back from a file): its shape,
+    /// scheme, parameters and [`packed_codes`](Self::packed_codes) bytes. Checks that the
+    /// parameters fit the shape and scheme, that the byte count is right and that every code is
+    /// inside `[qmin, qmax]`.
+    ///
+    /// ```
+    /// use modelopt_quantize::{QuantScheme, UniformQuantized};
+    /// let w = ndarray::array![[0.5f32, -1.0, 0.25, 2.0]];
+    /// let q = QuantScheme::int4().per_group(1, 2).quantize(&w)?;
+    /// let back = UniformQuantized::from_stored(
+    ///     w.raw_dim(), *q.scheme(), q.params().clone(), q.packed_codes().to_vec())?;
+    /// assert_eq!(back, q);
+    /// assert!(UniformQuantized::from_stored(w.raw_dim(), *q.scheme(), q.params().clone(), vec![0; 3]).is_err());
+    /// # Ok::<(), modelopt_quantize::QuantError>(())
+    /// ```
+    pub fn from_stored(
+        dim: D,
+        scheme: CheckedScheme,
+        params: QuantParams,
+        packed_codes: Vec<u8>,
+    ) -> Result<Self> {
+        let n = dim.size();
+        if n == 0 {
+            return Err(CoreError::Empty {
+                what: "stored quantized tensor",
+            }
+            .into());
+        }
+        scheme.check_params(dim.slice(), &params)?;
+        let expected = if scheme.is_packed() { n.div_ceil(2) } else { n };
+        if packed_codes.len() != expected {
+            return Err(QuantError::Length {
+                what: "stored codes",
+                expected,
+                found: packed_codes.len(),
+                unit: "bytes",
+            });
+        }
+        let q = UniformQuantized {
+            dim,
+            scheme,
+            params,
+            data: packed_codes,
+        };
+        if let Some((i, c)) = q
+            .codes_vec()
+            .into_iter()
+            .enumerate()
+            .find(|(_, c)| !(scheme.qmin..=scheme.qmax).contains(c))
+        {
+            return Err(CoreError::invalid(
+                "codes",
+                format!(
+                    "code {c} at flat index {i} is outside [{}, {}]",
+                    scheme.qmin, scheme.qmax
+                ),
+            )
+            .into());
+        }
+        Ok(q)
     }
 
     /// Shape of the quantized tensor.

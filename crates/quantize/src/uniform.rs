@@ -1,6 +1,6 @@
 //! Calibrated uniform quantization of a whole tensor: ranges, parameters, codes.
 
-use modelopt_tensor_core::{CoreError, stats};
+use modelopt_tensor_core::{CoreError, Par, stats};
 use ndarray::{ArrayRef, Dimension};
 
 use crate::kernel::{self, BlockOut, Isa, RunParams};
@@ -28,6 +28,27 @@ impl CheckedScheme {
     /// # Ok::<(), modelopt_quantize::QuantError>(())
     /// ```
     pub fn quantize<D: Dimension>(&self, x: &ArrayRef<f32, D>) -> Result<UniformQuantized<D>> {
+        self.quantize_par(x, Par::Seq)
+    }
+
+    /// [`quantize`](Self::quantize) with the work split over threads as `par` allows (rayon,
+    /// behind `modelopt-tensor-core`'s `rayon` feature). Per-tensor scaling, per channel along the
+    /// outermost axis and per group along the innermost axis run in parallel (blocks of whole
+    /// parameter sets per task); other layouts run sequentially. The result is identical.
+    ///
+    /// ```
+    /// use modelopt_quantize::QuantScheme;
+    /// use modelopt_tensor_core::Par;
+    /// let w = ndarray::Array2::from_shape_fn((64, 128), |(i, j)| (i as f32 - j as f32) * 0.01);
+    /// let s = QuantScheme::int4().per_group(1, 32).check()?;
+    /// assert_eq!(s.quantize_par(&w, Par::all_cores())?, s.quantize(&w)?);
+    /// # Ok::<(), modelopt_quantize::QuantError>(())
+    /// ```
+    pub fn quantize_par<D: Dimension>(
+        &self,
+        x: &ArrayRef<f32, D>,
+        par: Par,
+    ) -> Result<UniformQuantized<D>> {
         if x.is_empty() {
             return Err(CoreError::Empty {
                 what: "tensor to quantize",
@@ -52,7 +73,7 @@ impl CheckedScheme {
                     zero_points: &mut zero_points,
                     packed,
                 };
-                if kernel::quantize_blocks(Isa::detect(), xs, block, self, out).is_some() {
+                if quantize_blocks_par(par, xs, block, self, out) {
                     stats::check_finite(x)?;
                 }
                 if self.is_packed() && !packed {
@@ -177,6 +198,17 @@ impl CheckedScheme {
 
     /// Codes of a finite, row-major `xs` with known parameters, packed when the scheme packs.
     fn codes_with(&self, xs: &[f32], runs: &Runs, scales: &[f32], zps: &[i32]) -> Vec<u8> {
+        if let Runs::Blocks { block, .. } = *runs {
+            let packed = self.is_packed() && block % 2 == 0;
+            let mut codes = vec![0u8; if packed { xs.len() / 2 } else { xs.len() }];
+            let isa = Isa::detect();
+            kernel::quantize_blocks_given(isa, xs, block, self, (scales, zps), &mut codes, packed);
+            return if self.is_packed() && !packed {
+                pack_nibbles(&codes)
+            } else {
+                codes
+            };
+        }
         let mut codes = vec![0u8; xs.len()];
         runs.for_each(|start, len, p| {
             let rp = RunParams::new(scales[p], zps[p], self);
@@ -188,6 +220,64 @@ impl CheckedScheme {
             codes
         }
     }
+}
+
+/// One task of [`quantize_blocks_par`]: whole blocks of the input and their outputs.
+struct BlockTask<'a> {
+    xs: &'a [f32],
+    out: BlockOut<'a>,
+    non_finite: bool,
+}
+
+/// Runs the block kernel over `par`'s threads, each task on whole blocks; returns whether a
+/// non-finite value was met.
+fn quantize_blocks_par(
+    par: Par,
+    xs: &[f32],
+    block: usize,
+    s: &CheckedScheme,
+    out: BlockOut<'_>,
+) -> bool {
+    let isa = Isa::detect();
+    let nblocks = xs.len() / block;
+    // A few tasks per thread for balance, but at least ~64 KiB of input each.
+    let tasks = (par.degree() * 4).min(xs.len() / 16384).max(1);
+    if tasks == 1 {
+        return kernel::quantize_blocks(isa, xs, block, s, out).is_some();
+    }
+    let per_task = nblocks.div_ceil(tasks);
+    let bytes_per_block = if out.packed { block / 2 } else { block };
+    let mut work: Vec<BlockTask<'_>> = xs
+        .chunks(per_task * block)
+        .zip(out.codes.chunks_mut(per_task * bytes_per_block))
+        .zip(
+            out.scales
+                .chunks_mut(per_task)
+                .zip(out.zero_points.chunks_mut(per_task)),
+        )
+        .map(|((xs, codes), (scales, zero_points))| BlockTask {
+            xs,
+            out: BlockOut {
+                codes,
+                scales,
+                zero_points,
+                packed: out.packed,
+            },
+            non_finite: false,
+        })
+        .collect();
+    par.for_each_chunk_mut(&mut work, 1, |_, chunk| {
+        for t in chunk {
+            let out = BlockOut {
+                codes: &mut *t.out.codes,
+                scales: &mut *t.out.scales,
+                zero_points: &mut *t.out.zero_points,
+                packed: t.out.packed,
+            };
+            t.non_finite = kernel::quantize_blocks(isa, t.xs, block, s, out).is_some();
+        }
+    });
+    work.iter().any(|t| t.non_finite)
 }
 
 /// The contiguous slice of a standard-layout array.

@@ -220,10 +220,7 @@ impl GgmlType {
         if n % bs != 0 {
             return Err(modelopt_tensor_core::CoreError::invalid(
                 "row length",
-                format!(
-                    "{n} is not a multiple of the {} block size {bs}",
-                    self.name()
-                ),
+                format!("{n} is not a multiple of the {} block size {bs}", self.name()),
             )
             .into());
         }

@@ -114,6 +114,38 @@ impl HistogramObserver {
         Self::with_method(HistogramMethod::Entropy)
     }
 
+    /// An observer over an existing histogram of `|x|`: `counts[i]` values in
+    /// `[i * bin_width, (i + 1) * bin_width)`, from signed data (range `[-amax, amax]`).
+    /// Errors on no bins, a zero total, or a width that is not finite and positive.
+    ///
+    /// ```
+    /// use modelopt_quantize::observer::{HistogramMethod, HistogramObserver};
+    /// let o = HistogramObserver::from_counts(HistogramMethod::Percentile(50.0), vec![1, 1, 2], 0.5)?;
+    /// assert_eq!(o.amax()?, 0.5); // left edge of the bin where the CDF reaches 50 %
+    /// assert!(HistogramObserver::from_counts(HistogramMethod::Mse, vec![0, 0], 1.0).is_err());
+    /// # Ok::<(), modelopt_quantize::QuantError>(())
+    /// ```
+    pub fn from_counts(method: HistogramMethod, counts: Vec<u64>, bin_width: f64) -> Result<Self> {
+        let mut o = Self::new(method)?;
+        if !(bin_width.is_finite() && bin_width > 0.0) {
+            return Err(CoreError::invalid(
+                "bin_width",
+                format!("must be finite and > 0, got {bin_width}"),
+            )
+            .into());
+        }
+        if counts.iter().sum::<u64>() == 0 {
+            return Err(CoreError::Empty {
+                what: "histogram counts",
+            }
+            .into());
+        }
+        o.counts = counts;
+        o.width = bin_width;
+        o.saw_negative = true;
+        Ok(o)
+    }
+
     fn with_method(method: HistogramMethod) -> Self {
         HistogramObserver {
             method,
@@ -261,6 +293,11 @@ impl HistogramObserver {
         let mut merged = vec![0f64; levels];
         let mut members = vec![0usize; levels];
         let mut which = vec![0usize; bins.len()];
+        let mut level_ln = vec![0f64; levels];
+        let bin_ln: Vec<f64> = bins
+            .iter()
+            .map(|&b| if b > 0.0 { b.ln() } else { 0.0 })
+            .collect();
         for i in START_BIN.min(bins.len())..=bins.len() {
             // Candidate: bins [0, i) quantized to `levels` levels of equal width (numpy's
             // `digitize(range(i), linspace(0, i, levels + 1)) - 1`).
@@ -284,27 +321,27 @@ impl HistogramObserver {
             if q_total == 0.0 || p_total == 0.0 {
                 continue;
             }
-            let mut kl = 0.0f64;
-            for j in 0..i {
-                let p = if j + 1 == i {
-                    bins[j] + tail[i]
-                } else {
-                    bins[j]
-                } / p_total;
-                if p == 0.0 {
-                    continue;
+            // KL(P || Q) = S / P_total + ln Q_total - ln P_total with
+            // S = sum_j a_j (ln a_j - ln(merged_l / members_l)): one logarithm per bin and
+            // level instead of one per bin and candidate.
+            for ((lq, &m), &c) in level_ln.iter_mut().zip(&merged).zip(&members) {
+                *lq = if c > 0 { (m / c as f64).ln() } else { 0.0 };
+            }
+            let mut sum = 0.0f64;
+            for j in 0..i - 1 {
+                if bins[j] != 0.0 {
+                    sum += bins[j] * (bin_ln[j] - level_ln[which[j]]);
                 }
-                let q = if bins[j] != 0.0 {
-                    merged[which[j]] / members[which[j]] as f64 / q_total
+            }
+            let last = bins[i - 1] + tail[i];
+            if last > 0.0 {
+                sum += if bins[i - 1] == 0.0 {
+                    f64::INFINITY // P has mass where Q has none
                 } else {
-                    0.0
-                };
-                kl += if q == 0.0 {
-                    f64::INFINITY
-                } else {
-                    p * (p / q).ln()
+                    last * (last.ln() - level_ln[which[i - 1]])
                 };
             }
+            let kl = sum / p_total + q_total.ln() - p_total.ln();
             // Ties go to the larger threshold (pytorch-quantization takes the last argmin).
             if kl <= best.0 {
                 best = (kl, i);

@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use modelopt::distill::{
-    Dataset, Digits, DigitsPart, Hooks, KdLoss, LrSchedule, MlpStudent, Teacher, Trainer, accuracy, agreement,
+    Dataset, Digits, DigitsPart, Hooks, KdLoss, LrSchedule, MlpStudent, Teacher, Trainer, accuracy,
+    agreement,
 };
 use modelopt::nn::{Adam, MiniBatches, Mlp, Optimizer, Sgd, gather_rows, softmax_cross_entropy};
 
@@ -38,7 +39,10 @@ fn options() -> Result<Options, Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
-        let value = || args.get(i + 1).ok_or_else(|| format!("{} needs a value", args[i]));
+        let value = || {
+            args.get(i + 1)
+                .ok_or_else(|| format!("{} needs a value", args[i]))
+        };
         match args[i].as_str() {
             "--json" => o.json = true,
             "--seeds" => (o.seeds, i) = (value()?.parse()?, i + 1),
@@ -56,8 +60,16 @@ fn options() -> Result<Options, Error> {
 }
 
 /// The teacher, trained on the labels with a plain cross-entropy loop (the `nn` crate on its own).
-fn train_teacher(train: &DigitsPart, epochs: usize, dropout: f64, seed: u64) -> Result<Mlp<f32>, Error> {
-    let mut net = Mlp::<f32>::builder(&[64, 512, 512, 10]).dropout(dropout).seed(seed).build()?;
+fn train_teacher(
+    train: &DigitsPart,
+    epochs: usize,
+    dropout: f64,
+    seed: u64,
+) -> Result<Mlp<f32>, Error> {
+    let mut net = Mlp::<f32>::builder(&[64, 512, 512, 10])
+        .dropout(dropout)
+        .seed(seed)
+        .build()?;
     let mut opt = Adam::builder(1e-3).build()?;
     let mut batches = MiniBatches::new(train.len(), 32, seed)?;
     for _ in 0..epochs {
@@ -99,7 +111,8 @@ fn main() -> Result<(), Error> {
     // distillation, the same result as asking the live teacher every batch, at a fraction of the cost.
     let teacher_train = Teacher::predict(&teacher, &split.train.inputs)?;
     let teacher_val = Teacher::predict(&teacher, &split.validation.inputs)?;
-    let train = Dataset::new(split.train.inputs.view(), &split.train.labels)?.with_teacher_logits(teacher_train.view())?;
+    let train = Dataset::new(split.train.inputs.view(), &split.train.labels)?
+        .with_teacher_logits(teacher_train.view())?;
     let val = Dataset::new(split.validation.inputs.view(), &split.validation.labels)?
         .with_teacher_logits(teacher_val.view())?;
     // Identical training for both students; "scratch" is KD with alpha = 1 (cross-entropy only).
@@ -109,7 +122,9 @@ fn main() -> Result<(), Error> {
     let (mut scratch, mut distilled) = (Vec::new(), Vec::new());
     for seed in 0..o.seeds {
         for (loss, runs) in [(&scratch_loss, &mut scratch), (&kd_loss, &mut distilled)] {
-            let net = Mlp::<f32>::builder(&[64, 16, 10]).seed(100 + seed).build()?;
+            let net = Mlp::<f32>::builder(&[64, 16, 10])
+                .seed(100 + seed)
+                .build()?;
             student_params = net.parameter_count();
             let mut student = MlpStudent::new(net, Sgd::builder(o.lr).momentum(0.9).build()?);
             let trainer = Trainer::builder()
@@ -169,7 +184,11 @@ fn main() -> Result<(), Error> {
     );
     println!("| model | params | test accuracy | agreement with teacher |");
     println!("|---|---|---|---|");
-    println!("| teacher 64-512-512-10 | {} | {:.2}% | - |", teacher.parameter_count(), teacher_acc * 100.0);
+    println!(
+        "| teacher 64-512-512-10 | {} | {:.2}% | - |",
+        teacher.parameter_count(),
+        teacher_acc * 100.0
+    );
     println!(
         "| student 64-16-10, scratch | {student_params} | {:.2}% ± {:.2} | {:.2}% ± {:.2} |",
         sa * 100.0,
@@ -184,7 +203,11 @@ fn main() -> Result<(), Error> {
         dg * 100.0,
         dgs * 100.0
     );
-    let verdict = if da - sa > ss.max(ds) { "more" } else { "not more" };
+    let verdict = if da - sa > ss.max(ds) {
+        "more"
+    } else {
+        "not more"
+    };
     println!(
         "distilled - scratch = {:+.2} points ({verdict} than one std); {seconds:.1} s",
         (da - sa) * 100.0

@@ -16,7 +16,10 @@ const BATCH: usize = 128;
 
 fn kd_step(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(0);
-    let teacher = Mlp::<f32>::builder(&[784, 1200, 1200, 10]).seed(1).build().unwrap();
+    let teacher = Mlp::<f32>::builder(&[784, 1200, 1200, 10])
+        .seed(1)
+        .build()
+        .unwrap();
     let batches: Vec<(Array2<f32>, Vec<usize>)> = (0..4)
         .map(|_| {
             let x = Array2::from_shape_simple_fn((BATCH, 784), || rng.random::<f32>() * 2.0 - 1.0);
@@ -29,18 +32,29 @@ fn kd_step(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     for hidden in [800usize, 64] {
         let mut student = MlpStudent::new(
-            Mlp::<f32>::builder(&[784, hidden, 10]).seed(2).build().unwrap(),
+            Mlp::<f32>::builder(&[784, hidden, 10])
+                .seed(2)
+                .build()
+                .unwrap(),
             Sgd::builder(0.01).momentum(0.9).build().unwrap(),
         );
         let mut i = 0;
-        group.bench_function(BenchmarkId::new("teacher_784-1200-1200-10_student_784-h-10", hidden), |b| {
-            b.iter(|| {
-                i = (i + 1) % batches.len();
-                let (x, y) = &batches[i];
-                let t = Teacher::predict(&teacher, x).unwrap();
-                black_box(distill_step(&mut student, &kd, x, &t, y, 0.01).unwrap().0.total)
-            })
-        });
+        group.bench_function(
+            BenchmarkId::new("teacher_784-1200-1200-10_student_784-h-10", hidden),
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) % batches.len();
+                    let (x, y) = &batches[i];
+                    let t = Teacher::predict(&teacher, x).unwrap();
+                    black_box(
+                        distill_step(&mut student, &kd, x, &t, y, 0.01)
+                            .unwrap()
+                            .0
+                            .total,
+                    )
+                })
+            },
+        );
     }
     group.bench_function("teacher_forward_only", |b| {
         b.iter(|| black_box(Teacher::predict(&teacher, &batches[0].0).unwrap()))

@@ -18,13 +18,24 @@ use crate::{DistillLoss, Distiller, Result, check_outputs};
 pub struct CosineLoss;
 
 impl<A: Float> Distiller<A> for CosineLoss {
-    fn loss(&self, student: &ArrayRef2<A>, teacher: &ArrayRef2<A>, _labels: &[usize]) -> Result<DistillLoss<A>> {
+    fn loss(
+        &self,
+        student: &ArrayRef2<A>,
+        teacher: &ArrayRef2<A>,
+        _labels: &[usize],
+    ) -> Result<DistillLoss<A>> {
         check_outputs(student, teacher)?;
         let batch = A::from_usize(student.nrows()).unwrap_or_else(A::nan);
-        let eps = A::from_f64(1e-8).ok_or_else(|| CoreError::invalid("eps", "not representable"))?;
+        let eps =
+            A::from_f64(1e-8).ok_or_else(|| CoreError::invalid("eps", "not representable"))?;
         let mut grad = Array2::zeros(student.raw_dim());
         let mut total = A::zero();
-        for ((s, t), mut g) in student.rows().into_iter().zip(teacher.rows()).zip(grad.rows_mut()) {
+        for ((s, t), mut g) in student
+            .rows()
+            .into_iter()
+            .zip(teacher.rows())
+            .zip(grad.rows_mut())
+        {
             let ss = s.dot(&s);
             let tt = t.dot(&t);
             let st = s.dot(&t);
@@ -34,7 +45,12 @@ impl<A: Float> Distiller<A> for CosineLoss {
             // d cos / d s = t / (|s||t|) - cos s / |s|^2 (for |s| above the clamp), negated for 1 - cos.
             let clamped = ss.sqrt() < eps;
             Zip::from(&mut g).and(&s).and(&t).for_each(|g, &si, &ti| {
-                let d = ti / (ns * nt) - if clamped { A::zero() } else { cos * si / (ns * ns) };
+                let d = ti / (ns * nt)
+                    - if clamped {
+                        A::zero()
+                    } else {
+                        cos * si / (ns * ns)
+                    };
                 *g = -d / batch;
             });
         }

@@ -28,7 +28,10 @@ impl<'a, A> Dataset<'a, A> {
     /// Inputs and labels (one per row, at least one row).
     pub fn new(inputs: ArrayView2<'a, A>, labels: &'a [usize]) -> Result<Self> {
         if inputs.nrows() == 0 {
-            return Err(CoreError::Empty { what: "dataset inputs" }.into());
+            return Err(CoreError::Empty {
+                what: "dataset inputs",
+            }
+            .into());
         }
         if labels.len() != inputs.nrows() {
             return Err(DistillError::BatchMismatch {

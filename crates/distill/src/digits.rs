@@ -69,7 +69,9 @@ const CLASSES: usize = 10;
 impl Digits {
     /// Path of the CSV shipped in this crate's `data/` folder.
     pub fn bundled_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("digits.csv")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data")
+            .join("digits.csv")
     }
 
     /// Load the CSV shipped with this crate.
@@ -106,17 +108,27 @@ impl Digits {
     pub fn parse(text: &str) -> Result<Self> {
         let mut pixels = Vec::new();
         let mut labels = Vec::new();
-        for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (line_no, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let bad = |reason: String| DistillError::File {
                 path: "<digits csv>".into(),
                 reason: format!("line {}: {reason}", line_no + 1),
             };
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
             if fields.len() != PIXELS + 1 {
-                return Err(bad(format!("expected {} fields, found {}", PIXELS + 1, fields.len())));
+                return Err(bad(format!(
+                    "expected {} fields, found {}",
+                    PIXELS + 1,
+                    fields.len()
+                )));
             }
             for f in &fields[..PIXELS] {
-                let v: f32 = f.parse().map_err(|_| bad(format!("pixel '{f}' is not a number")))?;
+                let v: f32 = f
+                    .parse()
+                    .map_err(|_| bad(format!("pixel '{f}' is not a number")))?;
                 if !(0.0..=16.0).contains(&v) {
                     return Err(bad(format!("pixel {v} outside 0..=16")));
                 }
@@ -126,7 +138,9 @@ impl Digits {
                 .parse()
                 .map_err(|_| bad(format!("label '{}' is not a number", fields[PIXELS])))?;
             if !(label >= 0.0 && label < CLASSES as f32 && label.fract() == 0.0) {
-                return Err(bad(format!("label {label} is not an integer in 0..{CLASSES}")));
+                return Err(bad(format!(
+                    "label {label} is not an integer in 0..{CLASSES}"
+                )));
             }
             labels.push(label as usize);
         }
@@ -142,7 +156,10 @@ impl Digits {
     /// `round(validation * n_class)` go to validation, `round(test * n_class)` to test, the rest to
     /// training; each part is then shuffled. Fractions must be in `[0, 1)` with a sum below 1.
     pub fn split(&self, validation: f64, test: f64, seed: u64) -> Result<DigitsSplit> {
-        if !(0.0..1.0).contains(&validation) || !(0.0..1.0).contains(&test) || validation + test >= 1.0 {
+        if !(0.0..1.0).contains(&validation)
+            || !(0.0..1.0).contains(&test)
+            || validation + test >= 1.0
+        {
             return Err(CoreError::invalid(
                 "split",
                 format!("fractions must be in [0, 1) with sum < 1, got validation {validation}, test {test}"),
@@ -152,10 +169,15 @@ impl Digits {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
         for class in 0..CLASSES {
-            let mut idx: Vec<usize> = (0..self.labels.len()).filter(|&i| self.labels[i] == class).collect();
+            let mut idx: Vec<usize> = (0..self.labels.len())
+                .filter(|&i| self.labels[i] == class)
+                .collect();
             idx.shuffle(&mut rng);
             let n = idx.len() as f64;
-            let (nv, nt) = ((validation * n).round() as usize, (test * n).round() as usize);
+            let (nv, nt) = (
+                (validation * n).round() as usize,
+                (test * n).round() as usize,
+            );
             va.extend_from_slice(&idx[..nv.min(idx.len())]);
             te.extend_from_slice(&idx[nv.min(idx.len())..(nv + nt).min(idx.len())]);
             tr.extend_from_slice(&idx[(nv + nt).min(idx.len())..]);
@@ -190,7 +212,10 @@ mod tests {
             c
         };
         // scikit-learn's digits: 178, 182, 177, 183, 181, 182, 181, 179, 174, 180 per class.
-        assert_eq!(counts(&d.labels), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+        assert_eq!(
+            counts(&d.labels),
+            [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+        );
         let s = d.split(0.15, 0.2, 1).unwrap();
         let (tr, te) = (counts(&s.train.labels), counts(&s.test.labels));
         for c in 0..10 {

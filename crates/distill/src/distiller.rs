@@ -21,7 +21,12 @@ use crate::{DistillError, Result};
 /// ```
 pub trait Distiller<A: Float> {
     /// The loss (batch mean) and `d loss / d student`.
-    fn loss(&self, student: &ArrayRef2<A>, teacher: &ArrayRef2<A>, labels: &[usize]) -> Result<DistillLoss<A>>;
+    fn loss(
+        &self,
+        student: &ArrayRef2<A>,
+        teacher: &ArrayRef2<A>,
+        labels: &[usize],
+    ) -> Result<DistillLoss<A>>;
 }
 
 /// Value of a distillation loss, its parts and its gradient w.r.t. the student outputs.
@@ -69,7 +74,10 @@ pub fn check_outputs<A>(student: &ArrayRef2<A>, teacher: &ArrayRef2<A>) -> Resul
         });
     }
     if student.is_empty() {
-        return Err(modelopt_tensor_core::CoreError::Empty { what: "student outputs" }.into());
+        return Err(modelopt_tensor_core::CoreError::Empty {
+            what: "student outputs",
+        }
+        .into());
     }
     Ok(())
 }

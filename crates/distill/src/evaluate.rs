@@ -39,7 +39,11 @@ pub fn argmax_rows<A: Float>(logits: &ArrayRef2<A>) -> Vec<usize> {
 /// ```
 pub fn accuracy<A: Float>(logits: &ArrayRef2<A>, labels: &[usize]) -> Result<f64> {
     check_labels(logits, labels)?;
-    let hits = argmax_rows(logits).iter().zip(labels).filter(|(p, y)| p == y).count();
+    let hits = argmax_rows(logits)
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| p == y)
+        .count();
     Ok(hits as f64 / labels.len() as f64)
 }
 

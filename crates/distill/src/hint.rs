@@ -1,6 +1,6 @@
-use modelopt_nn::{Dense, Init, Parameters};
+use modelopt_nn::{Dense, Init, ParameterVisitor, Parameters};
 use modelopt_tensor_core::Float;
-use ndarray::{Array2, ArrayRef2, ArrayViewD, ArrayViewMutD, Zip};
+use ndarray::{Array2, ArrayRef2, Zip};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -49,7 +49,11 @@ impl<A: Float> HintLoss<A> {
     }
 
     /// Loss and `d loss / d student_feature`; the regressor's gradients are stored for an optimizer step.
-    pub fn loss(&mut self, student_feature: &ArrayRef2<A>, teacher_feature: &ArrayRef2<A>) -> Result<(A, Array2<A>)> {
+    pub fn loss(
+        &mut self,
+        student_feature: &ArrayRef2<A>,
+        teacher_feature: &ArrayRef2<A>,
+    ) -> Result<(A, Array2<A>)> {
         if teacher_feature.ncols() != self.regressor.out_features() {
             return Err(DistillError::ClassMismatch {
                 student: self.regressor.out_features(),
@@ -81,10 +85,21 @@ impl<A: Float> HintLoss<A> {
 }
 
 impl<A: Float> Parameters<A> for HintLoss<A> {
-    fn visit_parameters(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>)) {
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, A>) {
         // Dense exposes its gradients read-only; copy them out before borrowing the weights mutably.
-        let (gw, gb) = (self.regressor.weight_grad().clone(), self.regressor.bias_grad().clone());
-        f("hint.weight", self.regressor.weight_mut().view_mut().into_dyn(), gw.view().into_dyn());
-        f("hint.bias", self.regressor.bias_mut().view_mut().into_dyn(), gb.view().into_dyn());
+        let (gw, gb) = (
+            self.regressor.weight_grad().clone(),
+            self.regressor.bias_grad().clone(),
+        );
+        f(
+            "hint.weight",
+            self.regressor.weight_mut().view_mut().into_dyn(),
+            gw.view().into_dyn(),
+        );
+        f(
+            "hint.bias",
+            self.regressor.bias_mut().view_mut().into_dyn(),
+            gb.view().into_dyn(),
+        );
     }
 }

@@ -59,14 +59,22 @@ impl<A: Float> KdLossBuilder<A> {
     /// Validate and build.
     pub fn build(self) -> Result<KdLoss<A>> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(
-                CoreError::invalid("temperature", format!("must be finite and > 0, got {}", self.temperature)).into(),
-            );
+            return Err(CoreError::invalid(
+                "temperature",
+                format!("must be finite and > 0, got {}", self.temperature),
+            )
+            .into());
         }
         if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(CoreError::invalid("alpha", format!("must be in [0, 1], got {}", self.alpha)).into());
+            return Err(CoreError::invalid(
+                "alpha",
+                format!("must be in [0, 1], got {}", self.alpha),
+            )
+            .into());
         }
-        let cast = |v: f64, name| A::from_f64(v).ok_or_else(|| CoreError::invalid(name, "not representable"));
+        let cast = |v: f64, name| {
+            A::from_f64(v).ok_or_else(|| CoreError::invalid(name, "not representable"))
+        };
         Ok(KdLoss {
             temperature: cast(self.temperature, "temperature")?,
             alpha: cast(self.alpha, "alpha")?,
@@ -92,7 +100,10 @@ impl<A: Float> KdLoss<A> {
     /// assert!(KdLoss::<f32>::new(2.0, 0.5).is_ok());
     /// ```
     pub fn new(temperature: f64, alpha: f64) -> Result<Self> {
-        Self::builder().temperature(temperature).alpha(alpha).build()
+        Self::builder()
+            .temperature(temperature)
+            .alpha(alpha)
+            .build()
     }
 
     /// The temperature.
@@ -108,7 +119,12 @@ impl<A: Float> KdLoss<A> {
 
 impl<A: Float> Distiller<A> for KdLoss<A> {
     /// Labels may be empty when `alpha == 0` (pure distillation, no labels needed).
-    fn loss(&self, student: &ArrayRef2<A>, teacher: &ArrayRef2<A>, labels: &[usize]) -> Result<DistillLoss<A>> {
+    fn loss(
+        &self,
+        student: &ArrayRef2<A>,
+        teacher: &ArrayRef2<A>,
+        labels: &[usize],
+    ) -> Result<DistillLoss<A>> {
         check_outputs(student, teacher)?;
         let use_labels = !(self.alpha == A::zero() && labels.is_empty());
         if use_labels {
@@ -119,7 +135,10 @@ impl<A: Float> Distiller<A> for KdLoss<A> {
         // is exact to the f32 rounding of the output. The logits matrix is small next to the network.
         let s = student.mapv(|v| v.to_f64_lossless());
         let t = teacher.mapv(|v| v.to_f64_lossless());
-        let (temperature, alpha) = (self.temperature.to_f64_lossless(), self.alpha.to_f64_lossless());
+        let (temperature, alpha) = (
+            self.temperature.to_f64_lossless(),
+            self.alpha.to_f64_lossless(),
+        );
         let out = hinton(&s, &t, use_labels.then_some(labels), temperature, alpha);
         let cast = |v: f64| A::from_f64(v).unwrap_or_else(A::nan);
         Ok(DistillLoss {

@@ -51,5 +51,6 @@ pub use npy::{read_npy, read_npy_2d, read_npy_labels};
 pub use schedule::LrSchedule;
 pub use student::{MlpStudent, Student, Teacher};
 pub use trainer::{
-    EpochMetrics, History, Hooks, SplitMetrics, StepInfo, Trainer, TrainerBuilder, distill_step, evaluate_split,
+    EpochMetrics, History, Hooks, SplitMetrics, StepInfo, Trainer, TrainerBuilder, distill_step,
+    evaluate_split,
 };

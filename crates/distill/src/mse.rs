@@ -18,7 +18,12 @@ use crate::{DistillLoss, Distiller, Result, check_outputs};
 pub struct LogitMse;
 
 impl<A: Float> Distiller<A> for LogitMse {
-    fn loss(&self, student: &ArrayRef2<A>, teacher: &ArrayRef2<A>, _labels: &[usize]) -> Result<DistillLoss<A>> {
+    fn loss(
+        &self,
+        student: &ArrayRef2<A>,
+        teacher: &ArrayRef2<A>,
+        _labels: &[usize],
+    ) -> Result<DistillLoss<A>> {
         check_outputs(student, teacher)?;
         let n = A::from_usize(student.len()).unwrap_or_else(A::nan);
         let two = A::one() + A::one();

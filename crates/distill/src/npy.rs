@@ -36,7 +36,10 @@ fn parse(path: &Path) -> Result<Npy> {
     }
     let (header_len, start) = match bytes[6] {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(bad(path, format!("unsupported .npy version {v}"))),
     };
     let header = bytes
@@ -48,11 +51,16 @@ fn parse(path: &Path) -> Result<Npy> {
             .find(&format!("'{key}'"))
             .ok_or_else(|| bad(path, format!("header has no '{key}'")))?;
         let rest = &header[at + key.len() + 2..];
-        let colon = rest.find(':').ok_or_else(|| bad(path, format!("malformed '{key}'")))?;
+        let colon = rest
+            .find(':')
+            .ok_or_else(|| bad(path, format!("malformed '{key}'")))?;
         Ok(rest[colon + 1..].trim_start())
     };
     if field("fortran_order")?.starts_with("True") {
-        return Err(bad(path, "Fortran-order arrays are not supported (save with C order)"));
+        return Err(bad(
+            path,
+            "Fortran-order arrays are not supported (save with C order)",
+        ));
     }
     let descr = field("descr")?;
     let descr = descr
@@ -63,10 +71,17 @@ fn parse(path: &Path) -> Result<Npy> {
         "<f4" => Dtype::F32,
         "<f8" => Dtype::F64,
         "|i1" | "<i2" | "<i4" | "<i8" | "|u1" | "<u2" | "<u4" | "<u8" => Dtype::Int {
-            bytes: descr[2..].parse().map_err(|_| bad(path, "bad integer width"))?,
+            bytes: descr[2..]
+                .parse()
+                .map_err(|_| bad(path, "bad integer width"))?,
             signed: descr.as_bytes()[1] == b'i',
         },
-        other => return Err(bad(path, format!("unsupported dtype '{other}' (need little-endian f4/f8/int)"))),
+        other => {
+            return Err(bad(
+                path,
+                format!("unsupported dtype '{other}' (need little-endian f4/f8/int)"),
+            ));
+        }
     };
     let shape_text = field("shape")?;
     let shape_text = shape_text
@@ -77,7 +92,10 @@ fn parse(path: &Path) -> Result<Npy> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad(path, format!("bad dimension '{s}'"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(path, format!("bad dimension '{s}'")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let width = match dtype {
         Dtype::F32 => 4,
@@ -85,10 +103,18 @@ fn parse(path: &Path) -> Result<Npy> {
         Dtype::Int { bytes, .. } => bytes,
     };
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let needed = count.and_then(|c| c.checked_mul(width)).ok_or_else(|| bad(path, "shape overflows"))?;
+    let needed = count
+        .and_then(|c| c.checked_mul(width))
+        .ok_or_else(|| bad(path, "shape overflows"))?;
     let data = &bytes[start + header_len..];
     if data.len() != needed {
-        return Err(bad(path, format!("expected {needed} data bytes for shape {shape:?}, found {}", data.len())));
+        return Err(bad(
+            path,
+            format!(
+                "expected {needed} data bytes for shape {shape:?}, found {}",
+                data.len()
+            ),
+        ));
     }
     Ok(Npy {
         dtype,
@@ -169,7 +195,13 @@ pub fn read_npy_labels(path: impl AsRef<Path>) -> Result<Vec<usize>> {
         return Err(bad(path, "expected an integer array of labels"));
     };
     if npy.shape.len() != 1 {
-        return Err(bad(path, format!("expected a 1-D array of labels, found shape {:?}", npy.shape)));
+        return Err(bad(
+            path,
+            format!(
+                "expected a 1-D array of labels, found shape {:?}",
+                npy.shape
+            ),
+        ));
     }
     npy.data
         .chunks_exact(bytes)
@@ -181,7 +213,8 @@ pub fn read_npy_labels(path: impl AsRef<Path>) -> Result<Vec<usize>> {
             if negative {
                 return Err(bad(path, format!("negative label at index {i}")));
             }
-            usize::try_from(u64::from_le_bytes(buf)).map_err(|_| bad(path, format!("label too large at index {i}")))
+            usize::try_from(u64::from_le_bytes(buf))
+                .map_err(|_| bad(path, format!("label too large at index {i}")))
         })
         .collect()
 }

@@ -45,7 +45,10 @@ impl LrSchedule {
                 base * gamma.powi(decays)
             }
             LrSchedule::Cosine { min_lr } => {
-                min_lr + 0.5 * (base - min_lr) * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+                min_lr
+                    + 0.5
+                        * (base - min_lr)
+                        * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
             }
         }
     }
@@ -58,7 +61,11 @@ impl LrSchedule {
                     return Err(CoreError::invalid("schedule.every", "must be > 0").into());
                 }
                 if !(gamma > 0.0 && gamma <= 1.0) {
-                    return Err(CoreError::invalid("schedule.gamma", format!("must be in (0, 1], got {gamma}")).into());
+                    return Err(CoreError::invalid(
+                        "schedule.gamma",
+                        format!("must be in (0, 1], got {gamma}"),
+                    )
+                    .into());
                 }
                 Ok(())
             }

@@ -5,8 +5,8 @@ use modelopt_tensor_core::{CoreError, Float};
 use ndarray::{Array2, ArrayRef2, Axis, concatenate};
 
 use crate::{
-    Dataset, DistillError, DistillLoss, Distiller, LrSchedule, Result, Student, Teacher, accuracy, agreement,
-    check_outputs,
+    Dataset, DistillError, DistillLoss, Distiller, LrSchedule, Result, Student, Teacher, accuracy,
+    agreement, check_outputs,
 };
 
 /// One distillation training step: student forward, loss against the teacher outputs, student
@@ -255,9 +255,11 @@ impl TrainerBuilder {
             return Err(CoreError::invalid("batch_size", "must be > 0").into());
         }
         if !(t.learning_rate.is_finite() && t.learning_rate >= 0.0) {
-            return Err(
-                CoreError::invalid("learning_rate", format!("must be finite and >= 0, got {}", t.learning_rate)).into(),
-            );
+            return Err(CoreError::invalid(
+                "learning_rate",
+                format!("must be finite and >= 0, got {}", t.learning_rate),
+            )
+            .into());
         }
         if t.patience == Some(0) {
             return Err(CoreError::invalid("patience", "must be > 0").into());
@@ -268,7 +270,10 @@ impl TrainerBuilder {
 }
 
 /// Outputs of `model` on all rows of `x`, in chunks so memory stays bounded.
-fn predict_all<A: Float>(x: &ArrayRef2<A>, f: impl Fn(&ArrayRef2<A>) -> Result<Array2<A>>) -> Result<Array2<A>> {
+fn predict_all<A: Float>(
+    x: &ArrayRef2<A>,
+    f: impl Fn(&ArrayRef2<A>) -> Result<Array2<A>>,
+) -> Result<Array2<A>> {
     const CHUNK: usize = 1024;
     let parts = x
         .axis_chunks_iter(Axis(0), CHUNK)
@@ -317,7 +322,11 @@ impl Trainer {
                 let logits = match (v.teacher_logits, teacher) {
                     (Some(t), _) => t.to_owned(),
                     (None, Some(model)) => predict_all(&v.inputs, |x| model.predict(x))?,
-                    (None, None) => return Err(DistillError::NoTeacher { split: "validation" }),
+                    (None, None) => {
+                        return Err(DistillError::NoTeacher {
+                            split: "validation",
+                        });
+                    }
                 };
                 check_labels(&logits, v.labels)?;
                 Some((v, logits))
@@ -344,13 +353,20 @@ impl Trainer {
                     (None, None) => return Err(DistillError::NoTeacher { split: "training" }),
                 };
                 let step = history.steps + 1;
-                let (loss, outputs) =
-                    distill_step(student, distiller, &x, &teacher_outputs, &labels, learning_rate).map_err(
-                        |e| match e {
-                            DistillError::Diverged { loss, .. } => DistillError::Diverged { epoch, step, loss },
-                            other => other,
-                        },
-                    )?;
+                let (loss, outputs) = distill_step(
+                    student,
+                    distiller,
+                    &x,
+                    &teacher_outputs,
+                    &labels,
+                    learning_rate,
+                )
+                .map_err(|e| match e {
+                    DistillError::Diverged { loss, .. } => {
+                        DistillError::Diverged { epoch, step, loss }
+                    }
+                    other => other,
+                })?;
                 history.steps = step;
                 if let Some(hook) = hooks.after_step.as_mut() {
                     hook(
@@ -453,7 +469,10 @@ fn progress_line(m: &EpochMetrics, epochs: usize) -> String {
         m.epoch, m.learning_rate, t.loss, t.hard, t.soft, t.accuracy, t.agreement
     );
     if let Some(v) = &m.validation {
-        line += &format!("  | val loss {:.4} acc {:.3} agree {:.3}", v.loss, v.accuracy, v.agreement);
+        line += &format!(
+            "  | val loss {:.4} acc {:.3} agree {:.3}",
+            v.loss, v.accuracy, v.agreement
+        );
     }
     line + &format!("  {:.2}s", m.seconds)
 }

@@ -23,7 +23,9 @@ fn check(d: &dyn Distiller<f64>, what: &str) {
             let (mut sp, mut sm) = (s.clone(), s.clone());
             sp[[i, j]] += EPS;
             sm[[i, j]] -= EPS;
-            let fd = (d.loss(&sp, &t, &labels).unwrap().total - d.loss(&sm, &t, &labels).unwrap().total) / (2.0 * EPS);
+            let fd = (d.loss(&sp, &t, &labels).unwrap().total
+                - d.loss(&sm, &t, &labels).unwrap().total)
+                / (2.0 * EPS);
             assert!(
                 (grad[[i, j]] - fd).abs() <= 1e-7 * (1.0 + fd.abs()),
                 "{what} [{i},{j}]: analytic {} vs finite difference {fd}",
@@ -55,7 +57,10 @@ fn logit_mse_matches_torch_definition() {
     // torch.nn.functional.mse_loss(s, t) with the default reduction "mean".
     let s = ndarray::array![[1.0f64, 2.0], [3.0, -1.0]];
     let t = ndarray::array![[0.0f64, 2.0], [1.0, 1.0]];
-    assert_eq!(LogitMse.loss(&s, &t, &[]).unwrap().total, (1.0 + 0.0 + 4.0 + 4.0) / 4.0);
+    assert_eq!(
+        LogitMse.loss(&s, &t, &[]).unwrap().total,
+        (1.0 + 0.0 + 4.0 + 4.0) / 4.0
+    );
 }
 
 #[test]
@@ -70,8 +75,13 @@ fn hint_gradients_match_finite_differences() {
             let (mut p, mut m) = (hs.clone(), hs.clone());
             p[[i, j]] += EPS;
             m[[i, j]] -= EPS;
-            let fd = (hint.clone().loss(&p, &ht).unwrap().0 - hint.clone().loss(&m, &ht).unwrap().0) / (2.0 * EPS);
-            assert!((d_student[[i, j]] - fd).abs() <= 1e-7 * (1.0 + fd.abs()), "d h_s [{i},{j}]");
+            let fd = (hint.clone().loss(&p, &ht).unwrap().0
+                - hint.clone().loss(&m, &ht).unwrap().0)
+                / (2.0 * EPS);
+            assert!(
+                (d_student[[i, j]] - fd).abs() <= 1e-7 * (1.0 + fd.abs()),
+                "d h_s [{i},{j}]"
+            );
         }
     }
     // Regressor weight and bias, through the Parameters view an optimizer uses.
@@ -93,7 +103,10 @@ fn hint_gradients_match_finite_differences() {
             };
             let fd = (perturbed(EPS) - perturbed(-EPS)) / (2.0 * EPS);
             let g = grad.as_slice().unwrap()[flat];
-            assert!((g - fd).abs() <= 1e-7 * (1.0 + fd.abs()), "regressor param {index}[{flat}]: {g} vs {fd}");
+            assert!(
+                (g - fd).abs() <= 1e-7 * (1.0 + fd.abs()),
+                "regressor param {index}[{flat}]: {g} vs {fd}"
+            );
         }
     }
 }
@@ -105,15 +118,29 @@ fn losses_reject_mismatched_outputs() {
     let kd = KdLoss::<f32>::new(2.0, 0.5).unwrap();
     assert!(matches!(
         kd.loss(&s, &t, &[0; 4]),
-        Err(modelopt_distill::DistillError::ClassMismatch { student: 10, teacher: 9 })
+        Err(modelopt_distill::DistillError::ClassMismatch {
+            student: 10,
+            teacher: 9
+        })
     ));
     let t = Array2::<f32>::zeros((3, 10));
-    assert!(matches!(kd.loss(&s, &t, &[0; 4]), Err(modelopt_distill::DistillError::BatchMismatch { .. })));
+    assert!(matches!(
+        kd.loss(&s, &t, &[0; 4]),
+        Err(modelopt_distill::DistillError::BatchMismatch { .. })
+    ));
     let t = Array2::<f32>::zeros((4, 10));
-    assert!(kd.loss(&s, &t, &[0, 1, 2, 10]).is_err(), "label out of range");
+    assert!(
+        kd.loss(&s, &t, &[0, 1, 2, 10]).is_err(),
+        "label out of range"
+    );
     assert!(kd.loss(&s, &t, &[0, 1]).is_err(), "too few labels");
     assert!(LogitMse.loss(&s, &Array2::zeros((4, 3)), &[]).is_err());
     assert!(CosineLoss.loss(&s, &Array2::zeros((5, 10)), &[]).is_err());
     // Pure distillation needs no labels.
-    assert!(KdLoss::<f32>::new(2.0, 0.0).unwrap().loss(&s, &t, &[]).is_ok());
+    assert!(
+        KdLoss::<f32>::new(2.0, 0.0)
+            .unwrap()
+            .loss(&s, &t, &[])
+            .is_ok()
+    );
 }

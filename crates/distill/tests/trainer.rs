@@ -31,10 +31,25 @@ fn teacher() -> Mlp<f32> {
     let (x, y) = blobs(300, 1);
     let mut t = student(100);
     let dummy = Array2::<f32>::zeros((300, 3));
-    let train = Dataset::new(x.view(), &y).unwrap().with_teacher_logits(dummy.view()).unwrap();
-    let trainer = Trainer::builder().epochs(20).batch_size(32).learning_rate(0.1).build().unwrap();
+    let train = Dataset::new(x.view(), &y)
+        .unwrap()
+        .with_teacher_logits(dummy.view())
+        .unwrap();
+    let trainer = Trainer::builder()
+        .epochs(20)
+        .batch_size(32)
+        .learning_rate(0.1)
+        .build()
+        .unwrap();
     trainer
-        .fit(&mut t, &KdLoss::new(1.0, 1.0).unwrap(), None, &train, None, Hooks::new())
+        .fit(
+            &mut t,
+            &KdLoss::new(1.0, 1.0).unwrap(),
+            None,
+            &train,
+            None,
+            Hooks::new(),
+        )
         .unwrap();
     t.network
 }
@@ -71,7 +86,10 @@ fn distillation_learns_and_agrees_with_the_teacher() {
     assert!(last.accuracy > 0.9, "validation accuracy {}", last.accuracy);
     assert!(last.agreement > 0.9, "agreement {}", last.agreement);
     assert!(history.epochs[0].train.loss > history.epochs[14].train.loss);
-    assert!(history.epochs[14].learning_rate < 0.01, "cosine decays to ~0");
+    assert!(
+        history.epochs[14].learning_rate < 0.01,
+        "cosine decays to ~0"
+    );
 }
 
 #[test]
@@ -79,15 +97,31 @@ fn stored_teacher_logits_give_the_same_run_as_the_live_teacher() {
     let teacher = teacher();
     let (x, y) = blobs(120, 4);
     let logits = Teacher::predict(&teacher, &x).unwrap();
-    let trainer = Trainer::builder().epochs(3).batch_size(16).seed(9).learning_rate(0.05).build().unwrap();
+    let trainer = Trainer::builder()
+        .epochs(3)
+        .batch_size(16)
+        .seed(9)
+        .learning_rate(0.05)
+        .build()
+        .unwrap();
     let kd = KdLoss::new(2.0, 0.5).unwrap();
     let mut live = student(1);
     let mut stored = student(1);
     let data = Dataset::new(x.view(), &y).unwrap();
-    let h1 = trainer.fit(&mut live, &kd, Some(&teacher), &data, None, Hooks::new()).unwrap();
-    let offline = Dataset::new(x.view(), &y).unwrap().with_teacher_logits(logits.view()).unwrap();
-    let h2 = trainer.fit(&mut stored, &kd, None, &offline, None, Hooks::new()).unwrap();
-    assert_eq!(live.network.named_parameters(), stored.network.named_parameters());
+    let h1 = trainer
+        .fit(&mut live, &kd, Some(&teacher), &data, None, Hooks::new())
+        .unwrap();
+    let offline = Dataset::new(x.view(), &y)
+        .unwrap()
+        .with_teacher_logits(logits.view())
+        .unwrap();
+    let h2 = trainer
+        .fit(&mut stored, &kd, None, &offline, None, Hooks::new())
+        .unwrap();
+    assert_eq!(
+        live.network.named_parameters(),
+        stored.network.named_parameters()
+    );
     assert_eq!(h1.epochs[2].train.loss, h2.epochs[2].train.loss);
 }
 
@@ -98,8 +132,16 @@ fn same_seed_same_result_different_seed_different_result() {
     let data = Dataset::new(x.view(), &y).unwrap();
     let run = |seed| {
         let mut s = student(2);
-        let trainer = Trainer::builder().epochs(2).batch_size(10).seed(seed).learning_rate(0.05).build().unwrap();
-        trainer.fit(&mut s, &LogitMse, Some(&teacher), &data, None, Hooks::new()).unwrap();
+        let trainer = Trainer::builder()
+            .epochs(2)
+            .batch_size(10)
+            .seed(seed)
+            .learning_rate(0.05)
+            .build()
+            .unwrap();
+        trainer
+            .fit(&mut s, &LogitMse, Some(&teacher), &data, None, Hooks::new())
+            .unwrap();
         s.network.named_parameters()
     };
     assert_eq!(run(1), run(1));
@@ -111,7 +153,12 @@ fn after_step_hook_runs_every_step_and_can_keep_a_mask() {
     let teacher = teacher();
     let (x, y) = blobs(64, 6);
     let data = Dataset::new(x.view(), &y).unwrap();
-    let trainer = Trainer::builder().epochs(2).batch_size(16).learning_rate(0.1).build().unwrap();
+    let trainer = Trainer::builder()
+        .epochs(2)
+        .batch_size(16)
+        .learning_rate(0.1)
+        .build()
+        .unwrap();
     let mut steps = Vec::new();
     let mut s = student(3);
     let history = trainer
@@ -131,7 +178,13 @@ fn after_step_hook_runs_every_step_and_can_keep_a_mask() {
         .unwrap();
     assert_eq!(steps, (1..=8).collect::<Vec<_>>());
     assert_eq!(history.steps, 8);
-    assert!(s.network.layers()[0].weight().row(0).iter().all(|&v| v == 0.0));
+    assert!(
+        s.network.layers()[0]
+            .weight()
+            .row(0)
+            .iter()
+            .all(|&v| v == 0.0)
+    );
 }
 
 #[test]
@@ -144,13 +197,23 @@ fn step_schedule_and_early_stopping() {
         .epochs(20)
         .batch_size(20)
         .learning_rate(0.05)
-        .schedule(LrSchedule::Step { every: 1, gamma: 1e-300 })
+        .schedule(LrSchedule::Step {
+            every: 1,
+            gamma: 1e-300,
+        })
         .early_stopping(2)
         .build()
         .unwrap();
     let mut s = student(4);
     let h = trainer
-        .fit(&mut s, &KdLoss::new(2.0, 0.5).unwrap(), Some(&teacher), &data, Some(&data), Hooks::new())
+        .fit(
+            &mut s,
+            &KdLoss::new(2.0, 0.5).unwrap(),
+            Some(&teacher),
+            &data,
+            Some(&data),
+            Hooks::new(),
+        )
         .unwrap();
     assert!(h.stopped_early);
     assert!(h.epochs.len() < 20);
@@ -174,29 +237,73 @@ fn bad_input_is_a_clear_error() {
     let wide = Mlp::<f32>::builder(&[4, 5]).build().unwrap();
     assert!(matches!(
         trainer.fit(&mut student(0), &kd, Some(&wide), &data, None, Hooks::new()),
-        Err(DistillError::ClassMismatch { student: 3, teacher: 5 })
+        Err(DistillError::ClassMismatch {
+            student: 3,
+            teacher: 5
+        })
     ));
     // Labels out of range.
     let bad_labels: Vec<usize> = y.iter().map(|&l| l + 1).collect();
     let bad = Dataset::new(x.view(), &bad_labels).unwrap();
     assert!(matches!(
-        trainer.fit(&mut student(0), &kd, Some(&teacher), &bad, None, Hooks::new()),
-        Err(DistillError::Nn(modelopt_nn::NnError::LabelOutOfRange { label: 3, classes: 3, .. }))
+        trainer.fit(
+            &mut student(0),
+            &kd,
+            Some(&teacher),
+            &bad,
+            None,
+            Hooks::new()
+        ),
+        Err(DistillError::Nn(modelopt_nn::NnError::LabelOutOfRange {
+            label: 3,
+            classes: 3,
+            ..
+        }))
     ));
     // Stored logits with the wrong number of rows.
     let short = Array2::<f32>::zeros((29, 3));
     assert!(matches!(
-        Dataset::new(x.view(), &y).unwrap().with_teacher_logits(short.view()),
+        Dataset::new(x.view(), &y)
+            .unwrap()
+            .with_teacher_logits(short.view()),
         Err(DistillError::BatchMismatch { .. })
     ));
     // Divergence: an absurd learning rate makes the loss non-finite.
-    let huge = Trainer::builder().epochs(50).batch_size(8).learning_rate(1e30).build().unwrap();
-    let err = huge.fit(&mut student(0), &kd, Some(&teacher), &data, None, Hooks::new()).unwrap_err();
+    let huge = Trainer::builder()
+        .epochs(50)
+        .batch_size(8)
+        .learning_rate(1e30)
+        .build()
+        .unwrap();
+    let err = huge
+        .fit(
+            &mut student(0),
+            &kd,
+            Some(&teacher),
+            &data,
+            None,
+            Hooks::new(),
+        )
+        .unwrap_err();
     assert!(matches!(err, DistillError::Diverged { .. }), "{err}");
     assert!(err.to_string().contains("diverged"));
     // Invalid trainer parameters.
     assert!(Trainer::builder().epochs(0).build().is_err());
     assert!(Trainer::builder().early_stopping(0).build().is_err());
-    assert!(Trainer::builder().schedule(LrSchedule::Step { every: 0, gamma: 0.5 }).build().is_err());
-    assert!(Trainer::builder().learning_rate(0.1).schedule(LrSchedule::Cosine { min_lr: 1.0 }).build().is_err());
+    assert!(
+        Trainer::builder()
+            .schedule(LrSchedule::Step {
+                every: 0,
+                gamma: 0.5
+            })
+            .build()
+            .is_err()
+    );
+    assert!(
+        Trainer::builder()
+            .learning_rate(0.1)
+            .schedule(LrSchedule::Cosine { min_lr: 1.0 })
+            .build()
+            .is_err()
+    );
 }

@@ -86,7 +86,12 @@ impl Activation {
     /// Activation::Relu.backward(&z, &y, &mut g);
     /// assert_eq!(g, array![[0.0, 5.0]]);
     /// ```
-    pub fn backward<A: Float>(self, input: &ArrayRef2<A>, output: &ArrayRef2<A>, grad: &mut ArrayRef2<A>) {
+    pub fn backward<A: Float>(
+        self,
+        input: &ArrayRef2<A>,
+        output: &ArrayRef2<A>,
+        grad: &mut ArrayRef2<A>,
+    ) {
         match self {
             Activation::Relu => Zip::from(grad).and(output).for_each(|g, &y| {
                 if y <= A::zero() {

@@ -30,7 +30,10 @@ impl MiniBatches {
     /// Batches of `batch_size` (> 0) over `samples` (> 0) indices, shuffled with `seed`.
     pub fn new(samples: usize, batch_size: usize, seed: u64) -> Result<Self> {
         if samples == 0 {
-            return Err(CoreError::Empty { what: "mini-batch samples" }.into());
+            return Err(CoreError::Empty {
+                what: "mini-batch samples",
+            }
+            .into());
         }
         if batch_size == 0 {
             return Err(CoreError::invalid("batch_size", "must be > 0").into());
@@ -93,7 +96,11 @@ impl MiniBatches {
 /// ```
 pub fn gather_rows<A: Float>(x: &ArrayRef2<A>, indices: &[usize]) -> Result<Array2<A>> {
     if let Some(&bad) = indices.iter().find(|&&i| i >= x.nrows()) {
-        return Err(CoreError::invalid("indices", format!("row {bad} is out of range for {} rows", x.nrows())).into());
+        return Err(CoreError::invalid(
+            "indices",
+            format!("row {bad} is out of range for {} rows", x.nrows()),
+        )
+        .into());
     }
     Ok(x.select(Axis(0), indices))
 }

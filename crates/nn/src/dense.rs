@@ -40,7 +40,12 @@ impl<A: Float> Dense<A> {
     /// assert_eq!(d.weight().dim(), (3, 8));
     /// # Ok::<(), modelopt_nn::NnError>(())
     /// ```
-    pub fn new(in_features: usize, out_features: usize, init: Init, rng: &mut StdRng) -> Result<Self> {
+    pub fn new(
+        in_features: usize,
+        out_features: usize,
+        init: Init,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
             return Err(CoreError::invalid(
                 "features",
@@ -48,7 +53,10 @@ impl<A: Float> Dense<A> {
             )
             .into());
         }
-        Self::from_parts(init.weight(out_features, in_features, rng), Array1::zeros(out_features))
+        Self::from_parts(
+            init.weight(out_features, in_features, rng),
+            Array1::zeros(out_features),
+        )
     }
 
     /// A layer from an existing weight `[out, in]` and bias `[out]`.
@@ -67,7 +75,10 @@ impl<A: Float> Dense<A> {
             .into());
         }
         if weight.is_empty() {
-            return Err(CoreError::Empty { what: "dense weight" }.into());
+            return Err(CoreError::Empty {
+                what: "dense weight",
+            }
+            .into());
         }
         let weight_grad = Array2::zeros(weight.raw_dim());
         let bias_grad = Array1::zeros(bias.raw_dim());
@@ -183,7 +194,12 @@ impl<A: Float> Dense<A> {
 
     /// Parameters and gradients together (weight, bias, weight grad, bias grad), for optimizers.
     pub(crate) fn parts_mut(&mut self) -> (&mut Array2<A>, &mut Array1<A>, &Array2<A>, &Array1<A>) {
-        (&mut self.weight, &mut self.bias, &self.weight_grad, &self.bias_grad)
+        (
+            &mut self.weight,
+            &mut self.bias,
+            &self.weight_grad,
+            &self.bias_grad,
+        )
     }
 
     /// `x W^T + b` for a batch `x` of shape `[batch, in]`.
@@ -199,7 +215,9 @@ impl<A: Float> Dense<A> {
         self.check_input(x)?;
         // Start from the broadcast bias and let gemm add x W^T into it (beta = 1): one pass, no temporary.
         let mut y = Array2::zeros((x.nrows(), self.out_features()));
-        y.rows_mut().into_iter().for_each(|mut row| row.assign(&self.bias));
+        y.rows_mut()
+            .into_iter()
+            .for_each(|mut row| row.assign(&self.bias));
         general_mat_mul(A::one(), x, &self.weight.t(), A::one(), &mut y);
         Ok(y)
     }
@@ -216,7 +234,12 @@ impl<A: Float> Dense<A> {
     /// assert_eq!((d.weight_grad()[[0, 0]], dx[[0, 0]]), (3.0, 2.0));
     /// # Ok::<(), modelopt_nn::NnError>(())
     /// ```
-    pub fn backward(&mut self, x: &ArrayRef2<A>, dy: &ArrayRef2<A>, input_grad: bool) -> Result<Option<Array2<A>>> {
+    pub fn backward(
+        &mut self,
+        x: &ArrayRef2<A>,
+        dy: &ArrayRef2<A>,
+        input_grad: bool,
+    ) -> Result<Option<Array2<A>>> {
         self.check_input(x)?;
         if dy.dim() != (x.nrows(), self.out_features()) {
             return Err(CoreError::ShapeMismatch {

@@ -32,7 +32,11 @@ impl Dropout {
     /// ```
     pub fn new(p: f64, seed: u64) -> Result<Self> {
         if !(0.0..1.0).contains(&p) {
-            return Err(CoreError::invalid("dropout", format!("probability must be in [0, 1), got {p}")).into());
+            return Err(CoreError::invalid(
+                "dropout",
+                format!("probability must be in [0, 1), got {p}"),
+            )
+            .into());
         }
         Ok(Dropout { p, state: seed })
     }

@@ -54,7 +54,10 @@ impl Init {
 }
 
 fn uniform<A: Float>(rows: usize, cols: usize, bound: f64, rng: &mut StdRng) -> Array2<A> {
-    Array2::from_shape_simple_fn((rows, cols), || c(bound * (2.0 * rng.random::<f64>() - 1.0)))
+    Array2::from_shape_simple_fn(
+        (rows, cols),
+        || c(bound * (2.0 * rng.random::<f64>() - 1.0)),
+    )
 }
 
 /// Box-Muller: two independent uniforms to one standard normal (the second is dropped for simplicity).

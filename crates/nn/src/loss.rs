@@ -88,7 +88,10 @@ pub fn check_labels<A>(logits: &ArrayRef2<A>, labels: &[usize]) -> Result<()> {
 /// assert_eq!(grad, array![[0.5, -0.5]]);
 /// # Ok::<(), modelopt_nn::NnError>(())
 /// ```
-pub fn softmax_cross_entropy<A: Float>(logits: &ArrayRef2<A>, labels: &[usize]) -> Result<(A, Array2<A>)> {
+pub fn softmax_cross_entropy<A: Float>(
+    logits: &ArrayRef2<A>,
+    labels: &[usize],
+) -> Result<(A, Array2<A>)> {
     check_labels(logits, labels)?;
     let batch: A = c(logits.nrows() as f64);
     let logp = log_softmax(logits);

@@ -5,7 +5,7 @@ use ndarray::{Array2, ArrayD, ArrayRef2, ArrayViewD, ArrayViewMutD, Ix1, Ix2, Zi
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::{Activation, Dense, Dropout, Init, NnError, Parameters, Result};
+use crate::{Activation, Dense, Dropout, Init, NnError, ParameterVisitor, Parameters, Result};
 
 /// A multi-layer perceptron built from layer sizes: `Dense -> activation (-> dropout)` for every
 /// hidden layer, and a final `Dense` that outputs logits.
@@ -107,7 +107,10 @@ impl<A: Float> MlpBuilder<A> {
         if self.sizes.len() < 2 {
             return Err(CoreError::invalid(
                 "sizes",
-                format!("an MLP needs at least input and output sizes, got {:?}", self.sizes),
+                format!(
+                    "an MLP needs at least input and output sizes, got {:?}",
+                    self.sizes
+                ),
             )
             .into());
         }
@@ -118,7 +121,10 @@ impl<A: Float> MlpBuilder<A> {
             .map(|w| Dense::new(w[0], w[1], self.init, &mut rng))
             .collect::<Result<Vec<_>>>()?;
         let dropout = if self.dropout > 0.0 || !(0.0..1.0).contains(&self.dropout) {
-            Some(Dropout::new(self.dropout, self.seed ^ 0x9e37_79b9_7f4a_7c15)?)
+            Some(Dropout::new(
+                self.dropout,
+                self.seed ^ 0x9e37_79b9_7f4a_7c15,
+            )?)
         } else {
             None
         };
@@ -150,7 +156,11 @@ impl<A: Float> Mlp<A> {
     /// assert_eq!(mlp.predict(&array![[3.0f32, 5.0]])?, array![[7.0]]);
     /// # Ok::<(), modelopt_nn::NnError>(())
     /// ```
-    pub fn from_layers(layers: Vec<Dense<A>>, activation: Activation, dropout: Option<Dropout>) -> Result<Self> {
+    pub fn from_layers(
+        layers: Vec<Dense<A>>,
+        activation: Activation,
+        dropout: Option<Dropout>,
+    ) -> Result<Self> {
         if layers.is_empty() {
             return Err(CoreError::Empty { what: "MLP layers" }.into());
         }
@@ -204,7 +214,10 @@ impl<A: Float> Mlp<A> {
 
     /// Total number of scalar parameters (weights and biases).
     pub fn parameter_count(&self) -> usize {
-        self.layers.iter().map(|l| l.weight().len() + l.bias().len()).sum()
+        self.layers
+            .iter()
+            .map(|l| l.weight().len() + l.bias().len())
+            .sum()
     }
 
     /// Switch between training mode (caches for backward, dropout on) and inference mode.
@@ -245,7 +258,9 @@ impl<A: Float> Mlp<A> {
         cache.inputs.push(x.to_owned());
         for l in 0..last {
             let mut z = self.layers[l].forward(&cache.inputs[l])?;
-            cache.pre.push(self.activation.needs_input().then(|| z.clone()));
+            cache
+                .pre
+                .push(self.activation.needs_input().then(|| z.clone()));
             self.activation.forward_inplace(&mut z);
             match self.dropout.as_mut() {
                 Some(d) => {
@@ -270,7 +285,11 @@ impl<A: Float> Mlp<A> {
     /// forward pass: the output of hidden layer `k - 1` after activation and dropout. `None` before a
     /// forward pass or for an out-of-range `k`. This is the student feature FitNets hints read.
     pub fn hidden(&self, k: usize) -> Option<&Array2<A>> {
-        if k == 0 { None } else { self.cache.inputs.get(k) }
+        if k == 0 {
+            None
+        } else {
+            self.cache.inputs.get(k)
+        }
     }
 
     /// Backward pass from `d_out = dL/d(logits)`: stores every layer's weight and bias gradient.
@@ -280,7 +299,11 @@ impl<A: Float> Mlp<A> {
 
     /// Backward pass that also adds an extra gradient `dL/dh` on hidden feature `k` (see
     /// [`Mlp::hidden`]), e.g. from a FitNets hint loss on that feature.
-    pub fn backward_with_hidden(&mut self, d_out: &ArrayRef2<A>, hidden_grad: Option<(usize, &ArrayRef2<A>)>) -> Result<()> {
+    pub fn backward_with_hidden(
+        &mut self,
+        d_out: &ArrayRef2<A>,
+        hidden_grad: Option<(usize, &ArrayRef2<A>)>,
+    ) -> Result<()> {
         let n = self.layers.len();
         if self.cache.inputs.len() != n {
             return Err(NnError::NoForwardCache {
@@ -292,7 +315,10 @@ impl<A: Float> Mlp<A> {
             if expected != Some(g.dim()) {
                 return Err(NnError::Parameter {
                     name: format!("hidden.{k}"),
-                    reason: format!("gradient of shape {:?} does not match the hidden feature {expected:?}", g.shape()),
+                    reason: format!(
+                        "gradient of shape {:?} does not match the hidden feature {expected:?}",
+                        g.shape()
+                    ),
                 });
             }
         }
@@ -335,7 +361,10 @@ impl<A: Float> Mlp<A> {
     /// Load parameters by name: every parameter of the network must be present with its shape; names
     /// the network does not have are an error too (a typo must not load silently).
     pub fn load_named_parameters(&mut self, params: &BTreeMap<String, ArrayD<A>>) -> Result<()> {
-        if let Some(unknown) = params.keys().find(|k| !self.names.iter().any(|n| n.contains(k))) {
+        if let Some(unknown) = params
+            .keys()
+            .find(|k| !self.names.iter().any(|n| n.contains(k)))
+        {
             return Err(NnError::Parameter {
                 name: unknown.clone(),
                 reason: "not a parameter of this network".into(),
@@ -357,14 +386,22 @@ impl<A: Float> Mlp<A> {
     pub fn parameter(&self, name: &str) -> Option<ArrayViewD<'_, A>> {
         let (i, which) = self.locate(name)?;
         let l = &self.layers[i];
-        Some(if which == 0 { l.weight().view().into_dyn() } else { l.bias().view().into_dyn() })
+        Some(if which == 0 {
+            l.weight().view().into_dyn()
+        } else {
+            l.bias().view().into_dyn()
+        })
     }
 
     /// A mutable view of one parameter by name (e.g. to re-apply a pruning mask after a step).
     pub fn parameter_mut(&mut self, name: &str) -> Option<ArrayViewMutD<'_, A>> {
         let (i, which) = self.locate(name)?;
         let l = &mut self.layers[i];
-        Some(if which == 0 { l.weight_mut().view_mut().into_dyn() } else { l.bias_mut().view_mut().into_dyn() })
+        Some(if which == 0 {
+            l.weight_mut().view_mut().into_dyn()
+        } else {
+            l.bias_mut().view_mut().into_dyn()
+        })
     }
 
     fn locate(&self, name: &str) -> Option<(usize, usize)> {
@@ -390,14 +427,16 @@ fn take<A: Float, D: ndarray::Dimension>(
             reason: format!("expected shape {shape:?}, found {:?}", a.shape()),
         });
     }
-    a.clone().into_dimensionality::<D>().map_err(|e| NnError::Parameter {
-        name: name.to_string(),
-        reason: e.to_string(),
-    })
+    a.clone()
+        .into_dimensionality::<D>()
+        .map_err(|e| NnError::Parameter {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 impl<A: Float> Parameters<A> for Mlp<A> {
-    fn visit_parameters(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>)) {
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, A>) {
         for (layer, [wn, bn]) in self.layers.iter_mut().zip(&self.names) {
             let (w, b, gw, gb) = layer.parts_mut();
             f(wn, w.view_mut().into_dyn(), gw.view().into_dyn());
@@ -405,4 +444,3 @@ impl<A: Float> Parameters<A> for Mlp<A> {
         }
     }
 }
-

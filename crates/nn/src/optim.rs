@@ -4,6 +4,9 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 use crate::float_const as c;
 use crate::{NnError, Result};
 
+/// The callback a [`Parameters`] implementation calls for each parameter: `(name, value, gradient)`.
+pub type ParameterVisitor<'v, A> = dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>) + 'v;
+
 /// Anything with named trainable parameters and their gradients, visited in a fixed order.
 ///
 /// Optimizers work through this trait, so they update any model (an [`crate::Mlp`], a hint
@@ -19,7 +22,7 @@ use crate::{NnError, Result};
 /// ```
 pub trait Parameters<A> {
     /// Call `f(name, value, gradient)` for every parameter, always in the same order.
-    fn visit_parameters(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>));
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, A>);
 }
 
 /// An optimizer: updates parameters from their gradients, one step at a time.
@@ -65,7 +68,10 @@ impl<A: Float> State<A> {
         if slot.shape() != shape {
             return Err(NnError::Parameter {
                 name: name.to_string(),
-                reason: format!("shape changed from {:?} to {shape:?} since the optimizer's first step", slot.shape()),
+                reason: format!(
+                    "shape changed from {:?} to {shape:?} since the optimizer's first step",
+                    slot.shape()
+                ),
             });
         }
         Ok(slot)
@@ -143,7 +149,11 @@ impl<A: Float> Sgd<A> {
 
 impl<A: Float> Optimizer<A> for Sgd<A> {
     fn step(&mut self, model: &mut dyn Parameters<A>) -> Result<()> {
-        let (lr, mom, wd) = (c::<A>(self.learning_rate), c::<A>(self.momentum), c::<A>(self.weight_decay));
+        let (lr, mom, wd) = (
+            c::<A>(self.learning_rate),
+            c::<A>(self.momentum),
+            c::<A>(self.weight_decay),
+        );
         let use_momentum = self.momentum > 0.0;
         let mut index = 0;
         let mut error = None;
@@ -153,7 +163,9 @@ impl<A: Float> Optimizer<A> for Sgd<A> {
                 return;
             }
             if !use_momentum {
-                Zip::from(&mut w).and(&g).for_each(|w, &g| *w = *w - lr * (g + wd * *w));
+                Zip::from(&mut w)
+                    .and(&g)
+                    .for_each(|w, &g| *w = *w - lr * (g + wd * *w));
                 return;
             }
             match velocity.slot(index, name, w.shape()) {
@@ -239,7 +251,11 @@ impl<A: Float> AdamBuilder<A> {
         check_rate("beta2", self.beta2, 0.0, 1.0)?;
         check_rate("weight_decay", self.weight_decay, 0.0, f64::INFINITY)?;
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(CoreError::invalid("eps", format!("must be finite and > 0, got {}", self.eps)).into());
+            return Err(CoreError::invalid(
+                "eps",
+                format!("must be finite and > 0, got {}", self.eps),
+            )
+            .into());
         }
         Ok(Adam {
             learning_rate: self.learning_rate,
@@ -274,7 +290,11 @@ impl<A: Float> Optimizer<A> for Adam<A> {
         let (b1, b2) = (c::<A>(self.beta1), c::<A>(self.beta2));
         let correction1 = c::<A>(1.0 - self.beta1.powi(self.steps));
         let correction2 = c::<A>(1.0 - self.beta2.powi(self.steps));
-        let (lr, eps, wd) = (c::<A>(self.learning_rate), c::<A>(self.eps), c::<A>(self.weight_decay));
+        let (lr, eps, wd) = (
+            c::<A>(self.learning_rate),
+            c::<A>(self.eps),
+            c::<A>(self.weight_decay),
+        );
         let (first, second) = (&mut self.first, &mut self.second);
         let mut index = 0;
         let mut error = None;
@@ -290,13 +310,17 @@ impl<A: Float> Optimizer<A> for Adam<A> {
                 Ok(v) => v,
                 Err(e) => return error = Some(e),
             };
-            Zip::from(&mut w).and(&g).and(m).and(v).for_each(|w, &g, m, v| {
-                let g = g + wd * *w;
-                *m = b1 * *m + (A::one() - b1) * g;
-                *v = b2 * *v + (A::one() - b2) * g * g;
-                let denom = (*v / correction2).sqrt() + eps;
-                *w = *w - lr * (*m / correction1) / denom;
-            });
+            Zip::from(&mut w)
+                .and(&g)
+                .and(m)
+                .and(v)
+                .for_each(|w, &g, m, v| {
+                    let g = g + wd * *w;
+                    *m = b1 * *m + (A::one() - b1) * g;
+                    *v = b2 * *v + (A::one() - b2) * g * g;
+                    let denom = (*v / correction2).sqrt() + eps;
+                    *w = *w - lr * (*m / correction1) / denom;
+                });
             index += 1;
         });
         error.map_or(Ok(()), Err)

@@ -36,7 +36,11 @@ fn dense_gradients_match_finite_differences() {
             p.weight_mut()[[i, j]] += EPS;
             let mut m = layer.clone();
             m.weight_mut()[[i, j]] -= EPS;
-            assert_close(gw[[i, j]], (loss(&p, &x) - loss(&m, &x)) / (2.0 * EPS), "dW");
+            assert_close(
+                gw[[i, j]],
+                (loss(&p, &x) - loss(&m, &x)) / (2.0 * EPS),
+                "dW",
+            );
         }
         let mut p = layer.clone();
         p.bias_mut()[i] += EPS;
@@ -49,7 +53,11 @@ fn dense_gradients_match_finite_differences() {
             let (mut xp, mut xm) = (x.clone(), x.clone());
             xp[[b, j]] += EPS;
             xm[[b, j]] -= EPS;
-            assert_close(dx[[b, j]], (loss(&layer, &xp) - loss(&layer, &xm)) / (2.0 * EPS), "dx");
+            assert_close(
+                dx[[b, j]],
+                (loss(&layer, &xp) - loss(&layer, &xm)) / (2.0 * EPS),
+                "dx",
+            );
         }
     }
 }
@@ -59,7 +67,12 @@ fn activation_gradients_match_finite_differences() {
     // Keep ReLU inputs away from the kink at 0, where the derivative is undefined.
     let z = random(3, 4, 5).mapv(|v| if v.abs() < 0.05 { v + 0.1 } else { v * 3.0 });
     let r = random(3, 4, 6);
-    for act in [Activation::Relu, Activation::Gelu, Activation::Tanh, Activation::Identity] {
+    for act in [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Identity,
+    ] {
         let y = act.forward(&z);
         let mut g = r.clone();
         act.backward(&z, &y, &mut g);
@@ -68,7 +81,8 @@ fn activation_gradients_match_finite_differences() {
                 let (mut zp, mut zm) = (z.clone(), z.clone());
                 zp[[i, j]] += EPS;
                 zm[[i, j]] -= EPS;
-                let fd = ((act.forward(&zp) * &r).sum() - (act.forward(&zm) * &r).sum()) / (2.0 * EPS);
+                let fd =
+                    ((act.forward(&zp) * &r).sum() - (act.forward(&zm) * &r).sum()) / (2.0 * EPS);
                 assert_close(g[[i, j]], fd, &format!("{act:?}"));
             }
         }
@@ -79,7 +93,12 @@ fn activation_gradients_match_finite_differences() {
 fn gelu_is_the_tanh_approximation() {
     // torch.nn.functional.gelu(torch.tensor([-2., -0.5, 1., 3.], dtype=torch.float64), approximate="tanh")
     let y = Activation::Gelu.forward(&array![[-2.0f64, -0.5, 1.0, 3.0]]);
-    let torch = [-0.04540230591222494, -0.15428599017485606, 0.8411919906082768, 2.996362607918227];
+    let torch = [
+        -0.04540230591222494,
+        -0.15428599017485606,
+        0.8411919906082768,
+        2.996362607918227,
+    ];
     for (a, b) in y.iter().zip(torch) {
         assert!((a - b).abs() < 1e-14, "{a} vs {b}");
     }
@@ -95,7 +114,8 @@ fn softmax_cross_entropy_gradient_matches_finite_differences() {
             let (mut zp, mut zm) = (z.clone(), z.clone());
             zp[[i, j]] += EPS;
             zm[[i, j]] -= EPS;
-            let fd = (softmax_cross_entropy(&zp, &labels).unwrap().0 - softmax_cross_entropy(&zm, &labels).unwrap().0)
+            let fd = (softmax_cross_entropy(&zp, &labels).unwrap().0
+                - softmax_cross_entropy(&zm, &labels).unwrap().0)
                 / (2.0 * EPS);
             assert_close(grad[[i, j]], fd, "dCE/dz");
         }
@@ -151,8 +171,13 @@ fn check_mlp(activation: Activation, dropout: f64, with_hint: bool) {
             let mut q = mlp.clone();
             p.parameter_mut(&name).unwrap().as_slice_mut().unwrap()[flat] += EPS;
             q.parameter_mut(&name).unwrap().as_slice_mut().unwrap()[flat] -= EPS;
-            let fd = (mlp_loss(&p, &x, &labels, hint) - mlp_loss(&q, &x, &labels, hint)) / (2.0 * EPS);
-            assert_close(g, fd, &format!("{activation:?} dropout {dropout} {name}[{flat}]"));
+            let fd =
+                (mlp_loss(&p, &x, &labels, hint) - mlp_loss(&q, &x, &labels, hint)) / (2.0 * EPS);
+            assert_close(
+                g,
+                fd,
+                &format!("{activation:?} dropout {dropout} {name}[{flat}]"),
+            );
         }
     }
 }

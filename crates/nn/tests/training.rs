@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use modelopt_nn::{Adam, Mlp, NnError, Optimizer, Parameters, Sgd, softmax_cross_entropy};
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, array};
+use modelopt_nn::{
+    Adam, Mlp, NnError, Optimizer, ParameterVisitor, Parameters, Sgd, softmax_cross_entropy,
+};
+use ndarray::{ArrayD, IxDyn, array};
 
 /// One scalar parameter with a settable gradient.
 struct Scalar {
@@ -12,7 +14,7 @@ struct Scalar {
 }
 
 impl Parameters<f64> for Scalar {
-    fn visit_parameters(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f64>, ArrayViewD<'_, f64>)) {
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, f64>) {
         f("w", self.w.view_mut(), self.g.view());
     }
 }
@@ -30,7 +32,11 @@ fn sgd_momentum_weight_decay_follow_torch_formula() {
     // step 1: g' = 2 + 0.01*1 = 2.01, buf = 2.01, w = 1 - 0.201 = 0.799
     // step 2: g' = 2 + 0.00799 = 2.00799, buf = 0.9*2.01 + 2.00799 = 3.81699, w = 0.799 - 0.381699 = 0.417301
     let mut p = scalar(1.0, 2.0);
-    let mut opt = Sgd::builder(0.1).momentum(0.9).weight_decay(0.01).build().unwrap();
+    let mut opt = Sgd::builder(0.1)
+        .momentum(0.9)
+        .weight_decay(0.01)
+        .build()
+        .unwrap();
     opt.step(&mut p).unwrap();
     assert!((p.w[[0]] - 0.799).abs() < 1e-12);
     opt.step(&mut p).unwrap();
@@ -43,7 +49,11 @@ fn adam_first_steps_follow_torch_formula() {
     let mut p = scalar(1.0, -3.0);
     let mut opt = Adam::builder(0.01).build().unwrap();
     opt.step(&mut p).unwrap();
-    assert!((p.w[[0]] - 1.0099999999666667).abs() < 1e-15, "{}", p.w[[0]]);
+    assert!(
+        (p.w[[0]] - 1.0099999999666667).abs() < 1e-15,
+        "{}",
+        p.w[[0]]
+    );
     p.g[[0]] = 1.0;
     opt.step(&mut p).unwrap();
     assert!((p.w[[0]] - 1.014002185668309).abs() < 1e-15, "{}", p.w[[0]]);
@@ -60,7 +70,11 @@ fn optimizer_parameters_are_validated() {
 
 #[test]
 fn inference_mode_disables_dropout_and_caching() {
-    let mut mlp = Mlp::<f32>::builder(&[4, 32, 3]).dropout(0.5).seed(5).build().unwrap();
+    let mut mlp = Mlp::<f32>::builder(&[4, 32, 3])
+        .dropout(0.5)
+        .seed(5)
+        .build()
+        .unwrap();
     let x = array![[0.1f32, 0.2, -0.3, 0.4], [1.0, -1.0, 0.5, 0.0]];
     let a = mlp.forward(&x).unwrap();
     let b = mlp.forward(&x).unwrap();
@@ -68,13 +82,20 @@ fn inference_mode_disables_dropout_and_caching() {
     mlp.set_training(false);
     let c = mlp.forward(&x).unwrap();
     assert_eq!(c, mlp.predict(&x).unwrap());
-    assert!(matches!(mlp.backward(&c), Err(NnError::NoForwardCache { .. })));
+    assert!(matches!(
+        mlp.backward(&c),
+        Err(NnError::NoForwardCache { .. })
+    ));
 }
 
 #[test]
 fn same_seed_same_network_and_training() {
     let train = |seed| {
-        let mut mlp = Mlp::<f32>::builder(&[3, 8, 2]).dropout(0.2).seed(seed).build().unwrap();
+        let mut mlp = Mlp::<f32>::builder(&[3, 8, 2])
+            .dropout(0.2)
+            .seed(seed)
+            .build()
+            .unwrap();
         let mut opt = Sgd::builder(0.1).momentum(0.9).build().unwrap();
         let x = array![[1.0f32, 0.0, -1.0], [0.5, 0.5, 0.5]];
         for _ in 0..5 {
@@ -94,7 +115,15 @@ fn named_parameters_round_trip_and_errors() {
     let mut b = Mlp::<f32>::builder(&[4, 5, 3]).seed(2).build().unwrap();
     let params = a.named_parameters();
     let names: Vec<_> = params.keys().cloned().collect();
-    assert_eq!(names, ["layers.0.bias", "layers.0.weight", "layers.1.bias", "layers.1.weight"]);
+    assert_eq!(
+        names,
+        [
+            "layers.0.bias",
+            "layers.0.weight",
+            "layers.1.bias",
+            "layers.1.weight"
+        ]
+    );
     assert_eq!(params["layers.0.weight"].shape(), [5, 4]);
     b.load_named_parameters(&params).unwrap();
     let x = array![[0.3f32, -0.1, 0.2, 0.9]];
@@ -102,7 +131,9 @@ fn named_parameters_round_trip_and_errors() {
 
     let mut missing: BTreeMap<_, _> = params.clone();
     missing.remove("layers.1.bias");
-    assert!(matches!(b.load_named_parameters(&missing), Err(NnError::Parameter { name, .. }) if name == "layers.1.bias"));
+    assert!(
+        matches!(b.load_named_parameters(&missing), Err(NnError::Parameter { name, .. }) if name == "layers.1.bias")
+    );
     let mut extra = params.clone();
     extra.insert("layers.9.weight".into(), ArrayD::zeros(IxDyn(&[1])));
     assert!(b.load_named_parameters(&extra).is_err());
@@ -118,7 +149,11 @@ fn bad_inputs_are_errors_not_panics() {
     let logits = array![[0.0f32, 1.0, 2.0]];
     assert!(matches!(
         softmax_cross_entropy(&logits, &[3]),
-        Err(NnError::LabelOutOfRange { label: 3, classes: 3, .. })
+        Err(NnError::LabelOutOfRange {
+            label: 3,
+            classes: 3,
+            ..
+        })
     ));
     assert!(softmax_cross_entropy(&logits, &[0, 1]).is_err());
     assert!(Mlp::<f32>::builder(&[4, 0, 3]).build().is_err());

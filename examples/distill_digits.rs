@@ -2,7 +2,7 @@
 //! handwritten digits (bundled), student trained from scratch vs distilled, over several seeds.
 //!
 //! Run: `cargo run --release --example distill_digits [-- --json] [--seeds 5] [--epochs 60]
-//! [--temperature 4] [--alpha 0.1]`
+//! [--temperature 8] [--alpha 0.5] [--lr 0.1] [--teacher-epochs 100] [--teacher-dropout 0.3]`
 
 use std::time::Instant;
 
@@ -30,8 +30,10 @@ fn options() -> Result<Options, Error> {
         json: false,
         seeds: 5,
         epochs: 60,
-        temperature: 4.0,
-        alpha: 0.1,
+        // Chosen by mean validation accuracy over a grid T in {2, 4, 8} x alpha in {0.1, 0.5} x
+        // epochs in {60, 150} (see the crate's report); the test split was not used to choose.
+        temperature: 8.0,
+        alpha: 0.5,
         teacher_epochs: 100,
         teacher_dropout: 0.3,
         lr: 0.1,

@@ -302,6 +302,21 @@ impl Trainer {
     /// Train `student` on `train`. Teacher outputs come from the split's stored logits when present,
     /// otherwise from `teacher` (an error if neither). Labels are checked against the class count
     /// up front; a non-finite loss stops training with [`DistillError::Diverged`].
+    ///
+    /// ```
+    /// use modelopt_distill::{Dataset, DistillError, Hooks, KdLoss, MlpStudent, Trainer};
+    /// use modelopt_nn::{Mlp, Sgd};
+    /// use ndarray::Array2;
+    /// let x = Array2::<f32>::ones((8, 2));
+    /// let labels = [0, 1, 0, 1, 0, 1, 0, 1];
+    /// let stored = Array2::<f32>::zeros((8, 2)); // teacher logits saved earlier, e.g. from torch
+    /// let train = Dataset::new(x.view(), &labels)?.with_teacher_logits(stored.view())?;
+    /// let mut student = MlpStudent::new(Mlp::builder(&[2, 2]).build()?, Sgd::builder(0.1).build()?);
+    /// let trainer = Trainer::builder().epochs(2).batch_size(4).build()?;
+    /// let history = trainer.fit(&mut student, &KdLoss::new(2.0, 0.5)?, None, &train, None, Hooks::new())?;
+    /// assert_eq!(history.steps, 4);
+    /// # Ok::<(), DistillError>(())
+    /// ```
     pub fn fit<A: Float, S: Student<A>, D: Distiller<A> + ?Sized>(
         &self,
         student: &mut S,

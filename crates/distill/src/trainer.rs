@@ -12,8 +12,9 @@ use crate::{
 /// One distillation training step: student forward, loss against the teacher outputs, student
 /// backward, optimizer step. Returns the loss and the student's (training-mode) outputs.
 ///
-/// A non-finite loss is reported as [`DistillError::Diverged`] *before* the backward pass, so the
-/// student's parameters are left as they were.
+/// Non-finite student outputs or a non-finite loss are reported as [`DistillError::Diverged`]
+/// *before* the backward pass, so the student's parameters are left as they were; non-finite teacher
+/// outputs are a [`modelopt_tensor_core::CoreError::NonFinite`] error.
 ///
 /// ```
 /// use modelopt_distill::{distill_step, KdLoss, MlpStudent};
@@ -36,6 +37,14 @@ pub fn distill_step<A: Float, S: Student<A> + ?Sized, D: Distiller<A> + ?Sized>(
     learning_rate: f64,
 ) -> Result<(DistillLoss<A>, Array2<A>)> {
     let outputs = student.forward(x)?;
+    // Non-finite student outputs mean the parameters have blown up: that is divergence, not bad input.
+    if let Some(bad) = outputs.iter().find(|v| !v.is_finite()) {
+        return Err(DistillError::Diverged {
+            epoch: 0,
+            step: 0,
+            loss: bad.to_f64_lossless(),
+        });
+    }
     let loss = distiller.loss(&outputs, teacher_outputs, labels)?;
     if !loss.total.is_finite() {
         return Err(DistillError::Diverged {

@@ -2,7 +2,7 @@
 //! handwritten digits (bundled), student trained from scratch vs distilled, over several seeds.
 //!
 //! Run: `cargo run --release --example distill_digits [-- --json] [--seeds 5] [--epochs 60]
-//! [--temperature 4] [--alpha 0.1]`
+//! [--no-shifts] [--temperature 4] [--alpha 0.5] [--lr 0.1] [--teacher-epochs 100] [--teacher-dropout 0.3]`
 
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ struct Options {
     teacher_epochs: usize,
     teacher_dropout: f64,
     lr: f64,
+    shifts: bool,
 }
 
 fn options() -> Result<Options, Error> {
@@ -30,11 +31,14 @@ fn options() -> Result<Options, Error> {
         json: false,
         seeds: 5,
         epochs: 60,
+        // Chosen by mean validation accuracy over T in {2, 4, 8} x alpha in {0.1, 0.5}, with and
+        // without the shifted transfer set; the test split was not used to choose.
         temperature: 4.0,
-        alpha: 0.1,
+        alpha: 0.5,
         teacher_epochs: 100,
         teacher_dropout: 0.3,
         lr: 0.1,
+        shifts: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -45,6 +49,7 @@ fn options() -> Result<Options, Error> {
         };
         match args[i].as_str() {
             "--json" => o.json = true,
+            "--no-shifts" => o.shifts = false,
             "--seeds" => (o.seeds, i) = (value()?.parse()?, i + 1),
             "--epochs" => (o.epochs, i) = (value()?.parse()?, i + 1),
             "--temperature" => (o.temperature, i) = (value()?.parse()?, i + 1),
@@ -91,6 +96,33 @@ struct Run {
     agreement: f64,
 }
 
+/// The images and each copy shifted by one pixel up, down, left and right (zero fill): a larger
+/// transfer set for distillation, labelled by the teacher.
+fn with_shifts(part: &DigitsPart) -> DigitsPart {
+    let n = part.len();
+    let mut inputs = ndarray::Array2::<f32>::zeros((n * 5, 64));
+    let mut labels = Vec::with_capacity(n * 5);
+    for (k, (dr, dc)) in [(0i32, 0i32), (-1, 0), (1, 0), (0, -1), (0, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        for i in 0..n {
+            let row = k * n + i;
+            for r in 0..8i32 {
+                for c in 0..8i32 {
+                    let (sr, sc) = (r - dr, c - dc);
+                    if (0..8).contains(&sr) && (0..8).contains(&sc) {
+                        inputs[[row, (r * 8 + c) as usize]] =
+                            part.inputs[[i, (sr * 8 + sc) as usize]];
+                    }
+                }
+            }
+            labels.push(part.labels[i]);
+        }
+    }
+    DigitsPart { inputs, labels }
+}
+
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
@@ -109,19 +141,34 @@ fn main() -> Result<(), Error> {
 
     // The teacher is fixed (inference mode), so its logits are computed once and stored: offline
     // distillation, the same result as asking the live teacher every batch, at a fraction of the cost.
+    // With --shifts (the default) the distilled student learns from a larger transfer set, the
+    // training images plus their one-pixel shifts, labelled by the teacher. The scratch student
+    // keeps the plain training set: with the shifted copies and hard labels it does worse (93.1%
+    // vs 96.5% validation accuracy), so each student is compared at its better setting.
     let teacher_train = Teacher::predict(&teacher, &split.train.inputs)?;
-    let teacher_val = Teacher::predict(&teacher, &split.validation.inputs)?;
-    let train = Dataset::new(split.train.inputs.view(), &split.train.labels)?
+    let plain = Dataset::new(split.train.inputs.view(), &split.train.labels)?
         .with_teacher_logits(teacher_train.view())?;
+    let transfer = if o.shifts {
+        with_shifts(&split.train)
+    } else {
+        split.train.clone()
+    };
+    let teacher_transfer = Teacher::predict(&teacher, &transfer.inputs)?;
+    let transfer_set = Dataset::new(transfer.inputs.view(), &transfer.labels)?
+        .with_teacher_logits(teacher_transfer.view())?;
+    let teacher_val = Teacher::predict(&teacher, &split.validation.inputs)?;
     let val = Dataset::new(split.validation.inputs.view(), &split.validation.labels)?
         .with_teacher_logits(teacher_val.view())?;
-    // Identical training for both students; "scratch" is KD with alpha = 1 (cross-entropy only).
+    // Same student, optimizer, schedule and epochs; "scratch" is KD with alpha = 1 (cross-entropy only).
     let scratch_loss = KdLoss::new(o.temperature, 1.0)?;
     let kd_loss = KdLoss::new(o.temperature, o.alpha)?;
     let mut student_params = 0;
     let (mut scratch, mut distilled) = (Vec::new(), Vec::new());
     for seed in 0..o.seeds {
-        for (loss, runs) in [(&scratch_loss, &mut scratch), (&kd_loss, &mut distilled)] {
+        for (loss, train, runs) in [
+            (&scratch_loss, &plain, &mut scratch),
+            (&kd_loss, &transfer_set, &mut distilled),
+        ] {
             let net = Mlp::<f32>::builder(&[64, 16, 10])
                 .seed(100 + seed)
                 .build()?;
@@ -134,7 +181,7 @@ fn main() -> Result<(), Error> {
                 .schedule(LrSchedule::Cosine { min_lr: 0.0 })
                 .seed(seed)
                 .build()?;
-            trainer.fit(&mut student, loss, None, &train, Some(&val), Hooks::new())?;
+            trainer.fit(&mut student, loss, None, train, Some(&val), Hooks::new())?;
             let out = student.network.predict(&split.test.inputs)?;
             let val_out = student.network.predict(&split.validation.inputs)?;
             runs.push(Run {
@@ -155,7 +202,7 @@ fn main() -> Result<(), Error> {
     let seconds = started.elapsed().as_secs_f64();
     if o.json {
         println!(
-            "{{\"data\":{{\"train\":{},\"validation\":{},\"test\":{}}},\"seeds\":{},\"epochs\":{},\"temperature\":{},\"alpha\":{},\
+            "{{\"data\":{{\"train\":{},\"validation\":{},\"test\":{}}},\"seeds\":{},\"epochs\":{},\"temperature\":{},\"alpha\":{},\"transfer_set\":{},\
              \"teacher\":{{\"sizes\":[64,512,512,10],\"params\":{},\"test_accuracy\":{teacher_acc:.4}}},\
              \"scratch\":{{\"sizes\":[64,16,10],\"params\":{student_params},\"test_accuracy_mean\":{sa:.4},\"test_accuracy_std\":{ss:.4},\"agreement_mean\":{sg:.4},\"agreement_std\":{sgs:.4},\"validation_accuracy_mean\":{sv:.4}}},\
              \"distilled\":{{\"sizes\":[64,16,10],\"params\":{student_params},\"test_accuracy_mean\":{da:.4},\"test_accuracy_std\":{ds:.4},\"agreement_mean\":{dg:.4},\"agreement_std\":{dgs:.4},\"validation_accuracy_mean\":{dv:.4}}},\
@@ -167,41 +214,45 @@ fn main() -> Result<(), Error> {
             o.epochs,
             o.temperature,
             o.alpha,
+            transfer.len(),
             teacher.parameter_count(),
             da - sa
         );
         return Ok(());
     }
     println!(
-        "digits: {} train / {} validation / {} test; {} seeds, {} epochs, KD T = {}, alpha = {}",
+        "digits: {} train / {} validation / {} test; {} seeds, {} epochs, KD T = {}, alpha = {}, transfer set {}",
         split.train.len(),
         split.validation.len(),
         split.test.len(),
         o.seeds,
         o.epochs,
         o.temperature,
-        o.alpha
+        o.alpha,
+        transfer.len()
     );
-    println!("| model | params | test accuracy | agreement with teacher |");
-    println!("|---|---|---|---|");
+    println!("| model | params | test accuracy | agreement with teacher | validation accuracy |");
+    println!("|---|---|---|---|---|");
     println!(
-        "| teacher 64-512-512-10 | {} | {:.2}% | - |",
+        "| teacher 64-512-512-10 | {} | {:.2}% | - | - |",
         teacher.parameter_count(),
         teacher_acc * 100.0
     );
     println!(
-        "| student 64-16-10, scratch | {student_params} | {:.2}% ± {:.2} | {:.2}% ± {:.2} |",
+        "| student 64-16-10, scratch | {student_params} | {:.2}% ± {:.2} | {:.2}% ± {:.2} | {:.2}% |",
         sa * 100.0,
         ss * 100.0,
         sg * 100.0,
-        sgs * 100.0
+        sgs * 100.0,
+        sv * 100.0
     );
     println!(
-        "| student 64-16-10, distilled | {student_params} | {:.2}% ± {:.2} | {:.2}% ± {:.2} |",
+        "| student 64-16-10, distilled | {student_params} | {:.2}% ± {:.2} | {:.2}% ± {:.2} | {:.2}% |",
         da * 100.0,
         ds * 100.0,
         dg * 100.0,
-        dgs * 100.0
+        dgs * 100.0,
+        dv * 100.0
     );
     let verdict = if da - sa > ss.max(ds) {
         "more"
@@ -209,8 +260,9 @@ fn main() -> Result<(), Error> {
         "not more"
     };
     println!(
-        "distilled - scratch = {:+.2} points ({verdict} than one std); {seconds:.1} s",
-        (da - sa) * 100.0
+        "test: distilled - scratch = {:+.2} points ({verdict} than one std); validation: {:+.2}; {seconds:.1} s",
+        (da - sa) * 100.0,
+        (dv - sv) * 100.0
     );
     Ok(())
 }

@@ -25,6 +25,8 @@ impl<A: Float> Distiller<A> for CosineLoss {
         _labels: &[usize],
     ) -> Result<DistillLoss<A>> {
         check_outputs(student, teacher)?;
+        modelopt_tensor_core::stats::check_finite(student)?;
+        modelopt_tensor_core::stats::check_finite(teacher)?;
         let batch = A::from_usize(student.nrows()).unwrap_or_else(A::nan);
         let eps =
             A::from_f64(1e-8).ok_or_else(|| CoreError::invalid("eps", "not representable"))?;

@@ -1,6 +1,6 @@
-use modelopt_nn::{Dense, Init, Parameters};
+use modelopt_nn::{Dense, Init, ParameterVisitor, Parameters};
 use modelopt_tensor_core::Float;
-use ndarray::{Array2, ArrayRef2, ArrayViewD, ArrayViewMutD, Zip};
+use ndarray::{Array2, ArrayRef2, Zip};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -31,6 +31,13 @@ pub struct HintLoss<A> {
 
 impl<A: Float> HintLoss<A> {
     /// A hint from `student_dim` to `teacher_dim` features, regressor initialised (Xavier) with `seed`.
+    ///
+    /// ```
+    /// use modelopt_distill::HintLoss;
+    /// let hint = HintLoss::<f32>::new(16, 512, 0)?;
+    /// assert_eq!(hint.regressor().weight().dim(), (512, 16));
+    /// # Ok::<(), modelopt_distill::DistillError>(())
+    /// ```
     pub fn new(student_dim: usize, teacher_dim: usize, seed: u64) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
         Ok(HintLoss {
@@ -39,16 +46,42 @@ impl<A: Float> HintLoss<A> {
     }
 
     /// A hint with a given regressor (weight `[teacher_dim, student_dim]`).
+    ///
+    /// ```
+    /// use modelopt_distill::HintLoss;
+    /// use modelopt_nn::Dense;
+    /// use ndarray::array;
+    /// let hint = HintLoss::from_regressor(Dense::from_parts(array![[1.0f32, 0.0]], array![0.0])?);
+    /// assert_eq!(hint.regressor().in_features(), 2);
+    /// # Ok::<(), modelopt_distill::DistillError>(())
+    /// ```
     pub fn from_regressor(regressor: Dense<A>) -> Self {
         HintLoss { regressor }
     }
 
     /// The linear regressor.
+    ///
+    /// ```
+    /// use modelopt_distill::HintLoss;
+    /// assert_eq!(HintLoss::<f64>::new(3, 5, 0)?.regressor().out_features(), 5);
+    /// # Ok::<(), modelopt_distill::DistillError>(())
+    /// ```
     pub fn regressor(&self) -> &Dense<A> {
         &self.regressor
     }
 
     /// Loss and `d loss / d student_feature`; the regressor's gradients are stored for an optimizer step.
+    ///
+    /// ```
+    /// use modelopt_distill::HintLoss;
+    /// use modelopt_nn::{Optimizer, Sgd};
+    /// use ndarray::Array2;
+    /// let mut hint = HintLoss::<f32>::new(2, 3, 0)?;
+    /// let (loss, _d_student) = hint.loss(&Array2::ones((4, 2)), &Array2::ones((4, 3)))?;
+    /// Sgd::builder(0.1).build()?.step(&mut hint)?; // the regressor learns too
+    /// assert!(hint.loss(&Array2::ones((4, 2)), &Array2::ones((4, 3)))?.0 < loss);
+    /// # Ok::<(), modelopt_distill::DistillError>(())
+    /// ```
     pub fn loss(
         &mut self,
         student_feature: &ArrayRef2<A>,
@@ -85,10 +118,7 @@ impl<A: Float> HintLoss<A> {
 }
 
 impl<A: Float> Parameters<A> for HintLoss<A> {
-    fn visit_parameters(
-        &mut self,
-        f: &mut dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>),
-    ) {
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, A>) {
         // Dense exposes its gradients read-only; copy them out before borrowing the weights mutably.
         let (gw, gb) = (
             self.regressor.weight_grad().clone(),

@@ -126,6 +126,8 @@ impl<A: Float> Distiller<A> for KdLoss<A> {
         labels: &[usize],
     ) -> Result<DistillLoss<A>> {
         check_outputs(student, teacher)?;
+        modelopt_tensor_core::stats::check_finite(student)?;
+        modelopt_tensor_core::stats::check_finite(teacher)?;
         let use_labels = !(self.alpha == A::zero() && labels.is_empty());
         if use_labels {
             check_labels(student, labels)?;

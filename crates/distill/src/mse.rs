@@ -25,6 +25,8 @@ impl<A: Float> Distiller<A> for LogitMse {
         _labels: &[usize],
     ) -> Result<DistillLoss<A>> {
         check_outputs(student, teacher)?;
+        modelopt_tensor_core::stats::check_finite(student)?;
+        modelopt_tensor_core::stats::check_finite(teacher)?;
         let n = A::from_usize(student.len()).unwrap_or_else(A::nan);
         let two = A::one() + A::one();
         let mut sum = A::zero();

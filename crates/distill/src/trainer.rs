@@ -12,8 +12,9 @@ use crate::{
 /// One distillation training step: student forward, loss against the teacher outputs, student
 /// backward, optimizer step. Returns the loss and the student's (training-mode) outputs.
 ///
-/// A non-finite loss is reported as [`DistillError::Diverged`] *before* the backward pass, so the
-/// student's parameters are left as they were.
+/// Non-finite student outputs or a non-finite loss are reported as [`DistillError::Diverged`]
+/// *before* the backward pass, so the student's parameters are left as they were; non-finite teacher
+/// outputs are a [`modelopt_tensor_core::CoreError::NonFinite`] error.
 ///
 /// ```
 /// use modelopt_distill::{distill_step, KdLoss, MlpStudent};
@@ -36,6 +37,14 @@ pub fn distill_step<A: Float, S: Student<A> + ?Sized, D: Distiller<A> + ?Sized>(
     learning_rate: f64,
 ) -> Result<(DistillLoss<A>, Array2<A>)> {
     let outputs = student.forward(x)?;
+    // Non-finite student outputs mean the parameters have blown up: that is divergence, not bad input.
+    if let Some(bad) = outputs.iter().find(|v| !v.is_finite()) {
+        return Err(DistillError::Diverged {
+            epoch: 0,
+            step: 0,
+            loss: bad.to_f64_lossless(),
+        });
+    }
     let loss = distiller.loss(&outputs, teacher_outputs, labels)?;
     if !loss.total.is_finite() {
         return Err(DistillError::Diverged {
@@ -302,6 +311,21 @@ impl Trainer {
     /// Train `student` on `train`. Teacher outputs come from the split's stored logits when present,
     /// otherwise from `teacher` (an error if neither). Labels are checked against the class count
     /// up front; a non-finite loss stops training with [`DistillError::Diverged`].
+    ///
+    /// ```
+    /// use modelopt_distill::{Dataset, DistillError, Hooks, KdLoss, MlpStudent, Trainer};
+    /// use modelopt_nn::{Mlp, Sgd};
+    /// use ndarray::Array2;
+    /// let x = Array2::<f32>::ones((8, 2));
+    /// let labels = [0, 1, 0, 1, 0, 1, 0, 1];
+    /// let stored = Array2::<f32>::zeros((8, 2)); // teacher logits saved earlier, e.g. from torch
+    /// let train = Dataset::new(x.view(), &labels)?.with_teacher_logits(stored.view())?;
+    /// let mut student = MlpStudent::new(Mlp::builder(&[2, 2]).build()?, Sgd::builder(0.1).build()?);
+    /// let trainer = Trainer::builder().epochs(2).batch_size(4).build()?;
+    /// let history = trainer.fit(&mut student, &KdLoss::new(2.0, 0.5)?, None, &train, None, Hooks::new())?;
+    /// assert_eq!(history.steps, 4);
+    /// # Ok::<(), DistillError>(())
+    /// ```
     pub fn fit<A: Float, S: Student<A>, D: Distiller<A> + ?Sized>(
         &self,
         student: &mut S,

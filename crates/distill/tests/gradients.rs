@@ -136,6 +136,19 @@ fn losses_reject_mismatched_outputs() {
     assert!(kd.loss(&s, &t, &[0, 1]).is_err(), "too few labels");
     assert!(LogitMse.loss(&s, &Array2::zeros((4, 3)), &[]).is_err());
     assert!(CosineLoss.loss(&s, &Array2::zeros((5, 10)), &[]).is_err());
+    // NaN or Inf in either input is an error naming the position, for every loss.
+    let mut nan = Array2::<f32>::zeros((4, 10));
+    nan[[2, 3]] = f32::NAN;
+    for d in [&kd as &dyn Distiller<f32>, &LogitMse, &CosineLoss] {
+        assert!(matches!(
+            d.loss(&nan, &t, &[0; 4]),
+            Err(modelopt_distill::DistillError::Core(_))
+        ));
+        assert!(matches!(
+            d.loss(&t, &nan, &[0; 4]),
+            Err(modelopt_distill::DistillError::Core(_))
+        ));
+    }
     // Pure distillation needs no labels.
     assert!(
         KdLoss::<f32>::new(2.0, 0.0)

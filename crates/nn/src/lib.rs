@@ -47,7 +47,7 @@ pub use error::{NnError, Result};
 pub use init::Init;
 pub use loss::{check_labels, log_softmax, softmax, softmax_cross_entropy};
 pub use mlp::{Mlp, MlpBuilder};
-pub use optim::{Adam, AdamBuilder, Optimizer, Parameters, Sgd, SgdBuilder};
+pub use optim::{Adam, AdamBuilder, Optimizer, ParameterVisitor, Parameters, Sgd, SgdBuilder};
 
 /// An `f64` constant in the element type (exact or correctly rounded for `f32`/`f64`, never `None`).
 #[inline]

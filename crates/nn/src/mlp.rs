@@ -5,7 +5,7 @@ use ndarray::{Array2, ArrayD, ArrayRef2, ArrayViewD, ArrayViewMutD, Ix1, Ix2, Zi
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::{Activation, Dense, Dropout, Init, NnError, Parameters, Result};
+use crate::{Activation, Dense, Dropout, Init, NnError, ParameterVisitor, Parameters, Result};
 
 /// A multi-layer perceptron built from layer sizes: `Dense -> activation (-> dropout)` for every
 /// hidden layer, and a final `Dense` that outputs logits.
@@ -190,11 +190,25 @@ impl<A: Float> Mlp<A> {
     }
 
     /// The dense layers, first to last.
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// let mlp = Mlp::<f32>::builder(&[4, 8, 2]).build()?;
+    /// assert_eq!(mlp.layers()[1].out_features(), 2);
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn layers(&self) -> &[Dense<A>] {
         &self.layers
     }
 
     /// The dense layers, mutable (e.g. to mask or fake-quantize weights between steps).
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// let mut mlp = Mlp::<f32>::builder(&[4, 2]).build()?;
+    /// mlp.layers_mut()[0].weight_mut().fill(0.0);
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn layers_mut(&mut self) -> &mut [Dense<A>] {
         &mut self.layers
     }
@@ -213,6 +227,12 @@ impl<A: Float> Mlp<A> {
     }
 
     /// Total number of scalar parameters (weights and biases).
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// assert_eq!(Mlp::<f32>::builder(&[64, 16, 10]).build()?.parameter_count(), 1210);
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn parameter_count(&self) -> usize {
         self.layers
             .iter()
@@ -221,6 +241,14 @@ impl<A: Float> Mlp<A> {
     }
 
     /// Switch between training mode (caches for backward, dropout on) and inference mode.
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// let mut mlp = Mlp::<f32>::builder(&[4, 2]).dropout(0.5).build()?;
+    /// mlp.set_training(false);
+    /// assert!(!mlp.is_training());
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn set_training(&mut self, training: bool) {
         self.training = training;
         if !training {
@@ -229,11 +257,25 @@ impl<A: Float> Mlp<A> {
     }
 
     /// Whether the network is in training mode.
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// assert!(Mlp::<f32>::builder(&[4, 2]).build()?.is_training());
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn is_training(&self) -> bool {
         self.training
     }
 
     /// Inference: logits for a batch `[batch, in]`, without dropout or caching.
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// use ndarray::Array2;
+    /// let mlp = Mlp::<f32>::builder(&[4, 8, 3]).build()?;
+    /// assert_eq!(mlp.predict(&Array2::zeros((5, 4)))?.dim(), (5, 3));
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn predict(&self, x: &ArrayRef2<A>) -> Result<Array2<A>> {
         let mut h = self.layers[0].forward(x)?;
         for layer in &self.layers[1..] {
@@ -245,6 +287,15 @@ impl<A: Float> Mlp<A> {
 
     /// Forward pass. In training mode it caches the activations for [`Mlp::backward`] and applies
     /// dropout; in inference mode it is [`Mlp::predict`].
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// use ndarray::Array2;
+    /// let mut mlp = Mlp::<f32>::builder(&[4, 8, 3]).build()?;
+    /// let logits = mlp.forward(&Array2::ones((2, 4)))?;
+    /// mlp.backward(&Array2::ones(logits.raw_dim()))?;
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn forward(&mut self, x: &ArrayRef2<A>) -> Result<Array2<A>> {
         if !self.training {
             return self.predict(x);
@@ -284,6 +335,15 @@ impl<A: Float> Mlp<A> {
     /// The hidden feature entering layer `k` (`1 <= k < layers`) from the last training-mode
     /// forward pass: the output of hidden layer `k - 1` after activation and dropout. `None` before a
     /// forward pass or for an out-of-range `k`. This is the student feature FitNets hints read.
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// use ndarray::Array2;
+    /// let mut mlp = Mlp::<f32>::builder(&[4, 8, 3]).build()?;
+    /// mlp.forward(&Array2::ones((2, 4)))?;
+    /// assert_eq!(mlp.hidden(1).map(|h| h.dim()), Some((2, 8)));
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn hidden(&self, k: usize) -> Option<&Array2<A>> {
         if k == 0 {
             None
@@ -293,12 +353,31 @@ impl<A: Float> Mlp<A> {
     }
 
     /// Backward pass from `d_out = dL/d(logits)`: stores every layer's weight and bias gradient.
+    ///
+    /// ```
+    /// use modelopt_nn::{Mlp, NnError};
+    /// use ndarray::Array2;
+    /// let mut mlp = Mlp::<f32>::builder(&[4, 3]).build()?;
+    /// let err = mlp.backward(&Array2::ones((2, 3))).unwrap_err(); // no forward yet
+    /// assert!(matches!(err, NnError::NoForwardCache { .. }));
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn backward(&mut self, d_out: &ArrayRef2<A>) -> Result<()> {
         self.backward_with_hidden(d_out, None)
     }
 
     /// Backward pass that also adds an extra gradient `dL/dh` on hidden feature `k` (see
     /// [`Mlp::hidden`]), e.g. from a FitNets hint loss on that feature.
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// use ndarray::Array2;
+    /// let mut mlp = Mlp::<f32>::builder(&[4, 8, 3]).build()?;
+    /// let out = mlp.forward(&Array2::ones((2, 4)))?;
+    /// let hint_grad = Array2::ones((2, 8));
+    /// mlp.backward_with_hidden(&Array2::zeros(out.raw_dim()), Some((1, &hint_grad)))?;
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn backward_with_hidden(
         &mut self,
         d_out: &ArrayRef2<A>,
@@ -349,6 +428,13 @@ impl<A: Float> Mlp<A> {
     }
 
     /// Copies of all parameters by name (`layers.{i}.weight`, `layers.{i}.bias`).
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// let p = Mlp::<f32>::builder(&[4, 3]).build()?.named_parameters();
+    /// assert_eq!(p["layers.0.weight"].shape(), [3, 4]);
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn named_parameters(&self) -> BTreeMap<String, ArrayD<A>> {
         let mut map = BTreeMap::new();
         for (layer, [w, b]) in self.layers.iter().zip(&self.names) {
@@ -360,6 +446,15 @@ impl<A: Float> Mlp<A> {
 
     /// Load parameters by name: every parameter of the network must be present with its shape; names
     /// the network does not have are an error too (a typo must not load silently).
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// let a = Mlp::<f32>::builder(&[4, 3]).seed(1).build()?;
+    /// let mut b = Mlp::<f32>::builder(&[4, 3]).seed(2).build()?;
+    /// b.load_named_parameters(&a.named_parameters())?;
+    /// assert_eq!(a.named_parameters(), b.named_parameters());
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn load_named_parameters(&mut self, params: &BTreeMap<String, ArrayD<A>>) -> Result<()> {
         if let Some(unknown) = params
             .keys()
@@ -383,6 +478,14 @@ impl<A: Float> Mlp<A> {
     }
 
     /// A view of one parameter by name.
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// let mlp = Mlp::<f32>::builder(&[4, 3]).build()?;
+    /// assert_eq!(mlp.parameter("layers.0.bias").map(|b| b.len()), Some(3));
+    /// assert!(mlp.parameter("layers.7.bias").is_none());
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn parameter(&self, name: &str) -> Option<ArrayViewD<'_, A>> {
         let (i, which) = self.locate(name)?;
         let l = &self.layers[i];
@@ -394,6 +497,13 @@ impl<A: Float> Mlp<A> {
     }
 
     /// A mutable view of one parameter by name (e.g. to re-apply a pruning mask after a step).
+    ///
+    /// ```
+    /// use modelopt_nn::Mlp;
+    /// let mut mlp = Mlp::<f32>::builder(&[4, 3]).build()?;
+    /// if let Some(mut w) = mlp.parameter_mut("layers.0.weight") { w.fill(0.0); }
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
     pub fn parameter_mut(&mut self, name: &str) -> Option<ArrayViewMutD<'_, A>> {
         let (i, which) = self.locate(name)?;
         let l = &mut self.layers[i];
@@ -436,10 +546,7 @@ fn take<A: Float, D: ndarray::Dimension>(
 }
 
 impl<A: Float> Parameters<A> for Mlp<A> {
-    fn visit_parameters(
-        &mut self,
-        f: &mut dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>),
-    ) {
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, A>) {
         for (layer, [wn, bn]) in self.layers.iter_mut().zip(&self.names) {
             let (w, b, gw, gb) = layer.parts_mut();
             f(wn, w.view_mut().into_dyn(), gw.view().into_dyn());

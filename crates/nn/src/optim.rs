@@ -4,6 +4,9 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 use crate::float_const as c;
 use crate::{NnError, Result};
 
+/// The callback a [`Parameters`] implementation calls for each parameter: `(name, value, gradient)`.
+pub type ParameterVisitor<'v, A> = dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>) + 'v;
+
 /// Anything with named trainable parameters and their gradients, visited in a fixed order.
 ///
 /// Optimizers work through this trait, so they update any model (an [`crate::Mlp`], a hint
@@ -19,10 +22,7 @@ use crate::{NnError, Result};
 /// ```
 pub trait Parameters<A> {
     /// Call `f(name, value, gradient)` for every parameter, always in the same order.
-    fn visit_parameters(
-        &mut self,
-        f: &mut dyn FnMut(&str, ArrayViewMutD<'_, A>, ArrayViewD<'_, A>),
-    );
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, A>);
 }
 
 /// An optimizer: updates parameters from their gradients, one step at a time.

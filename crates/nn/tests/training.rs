@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use modelopt_nn::{Adam, Mlp, NnError, Optimizer, Parameters, Sgd, softmax_cross_entropy};
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, array};
+use modelopt_nn::{
+    Adam, Mlp, NnError, Optimizer, ParameterVisitor, Parameters, Sgd, softmax_cross_entropy,
+};
+use ndarray::{ArrayD, IxDyn, array};
 
 /// One scalar parameter with a settable gradient.
 struct Scalar {
@@ -12,10 +14,7 @@ struct Scalar {
 }
 
 impl Parameters<f64> for Scalar {
-    fn visit_parameters(
-        &mut self,
-        f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f64>, ArrayViewD<'_, f64>),
-    ) {
+    fn visit_parameters(&mut self, f: &mut ParameterVisitor<'_, f64>) {
         f("w", self.w.view_mut(), self.g.view());
     }
 }

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""One distillation training step, torch vs modelopt, one thread each, side by side.
+
+Teacher 784-1200-1200-10 (no grad) -> student 784-800-10 and 784-64-10, batch 128, SGD momentum 0.9,
+KL at T=4 (weight 0.9) + CE (weight 0.1), random data; the same cases as
+../shared/peers/torch_bench.py --only kd, at torch.set_num_threads(1).
+
+Run from the repository root: python3 benches/compare/kd.py [--reps 7] [--skip-rust]
+The Rust side is `cargo bench -p modelopt-distill --bench kd_step` (criterion, short run), whose
+"thrpt" (elements = samples per second) is parsed. Torch is timed before and after the Rust run and
+the better median is kept, so a busy machine penalises both sides alike as far as possible.
+"""
+import argparse
+import re
+import statistics
+import subprocess
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+B, T, SOFT_WEIGHT, STEPS = 128, 4.0, 0.9, 20
+
+
+def mlp(sizes):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def torch_cases(reps):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    teacher = mlp([784, 1200, 1200, 10]).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    xs = [torch.randn(B, 784) for _ in range(4)]
+    ys = [torch.randint(0, 10, (B,)) for _ in range(4)]
+    out = {}
+    for hidden in (800, 64):
+        student = mlp([784, hidden, 10])
+        opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
+
+        def steps():
+            for i in range(STEPS):
+                x, y = xs[i % 4], ys[i % 4]
+                with torch.no_grad():
+                    t = teacher(x)
+                s = student(x)
+                soft = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean") * T * T
+                loss = SOFT_WEIGHT * soft + (1 - SOFT_WEIGHT) * F.cross_entropy(s, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+        steps()  # warm-up
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            steps()
+            times.append(time.perf_counter() - t0)
+        out[hidden] = B * STEPS / statistics.median(times)
+    with torch.no_grad():
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(STEPS):
+                teacher(xs[0])
+            times.append(time.perf_counter() - t0)
+    out["teacher"] = B * STEPS / statistics.median(times)
+    return out
+
+
+def rust_cases():
+    cmd = ["cargo", "bench", "-p", "modelopt-distill", "--bench", "kd_step", "--",
+           "--warm-up-time", "1", "--measurement-time", "3"]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    out, current = {}, None
+    units = {"elem/s": 1.0, "Kelem/s": 1e3, "Melem/s": 1e6}
+    for line in text.splitlines():
+        if line.startswith("kd_step/"):
+            current = line.strip()
+        m = re.search(r"thrpt:\s+\[\S+ \S+ (\S+) (\S+) ", line)
+        if m and current:
+            value = float(m.group(1)) * units[m.group(2)]
+            key = 800 if current.endswith("/800") else 64 if current.endswith("/64") else "teacher"
+            out[key] = value
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--skip-rust", action="store_true")
+    a = ap.parse_args()
+    before = torch_cases(a.reps)
+    rust = {} if a.skip_rust else rust_cases()
+    after = torch_cases(a.reps)
+    torch_best = {k: max(before[k], after[k]) for k in before}
+    print(f"torch {torch.__version__}, 1 thread; modelopt criterion kd_step, 1 thread; samples/s (higher is better)")
+    print("| case | torch | modelopt | modelopt / torch |")
+    print("|---|---|---|---|")
+    names = {800: "KD step, teacher 784-1200-1200-10 -> student 784-800-10, B=128",
+             64: "KD step, teacher 784-1200-1200-10 -> student 784-64-10, B=128",
+             "teacher": "teacher forward only 784-1200-1200-10, B=128"}
+    for k, name in names.items():
+        r = rust.get(k)
+        ratio = f"{r / torch_best[k]:.2f}" if r else "-"
+        rs = f"{r:,.0f}" if r else "-"
+        print(f"| {name} | {torch_best[k]:,.0f} | {rs} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -325,8 +325,8 @@ impl Pipeline {
         if let Some(stage) = &self.prune {
             let t0 = Instant::now();
             let pruner = Pruner::new(L1Magnitude)
-                .amount(stage.amount.clone())
-                .structure(stage.structure.clone());
+                .amount(stage.amount)
+                .structure(stage.structure);
             for (layer, mask) in student
                 .network
                 .layers_mut()

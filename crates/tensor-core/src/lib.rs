@@ -14,7 +14,7 @@
 //! - [`CoreError`]: the base error type that each technique crate wraps.
 //!
 //! ## Feature flags
-//! - `rayon`: enables [`Par::Rayon`] so kernels can split work across threads.
+//! - `rayon`: enables `Par::Rayon` so kernels can split work across threads.
 //!
 //! ```
 //! use modelopt_tensor_core::{stats, ErrorMetrics};

@@ -217,10 +217,13 @@ impl GgmlType {
     /// ```
     pub fn row_bytes(self, n: usize) -> crate::Result<usize> {
         let bs = self.block_size();
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return Err(modelopt_tensor_core::CoreError::invalid(
                 "row length",
-                format!("{n} is not a multiple of the {} block size {bs}", self.name()),
+                format!(
+                    "{n} is not a multiple of the {} block size {bs}",
+                    self.name()
+                ),
             )
             .into());
         }

@@ -397,7 +397,7 @@ fn check_rows(ty: GgmlType, n: usize, row_len: usize, bytes: usize) -> Result<us
     if row_len == 0 {
         return Err(CoreError::invalid("row_len", "must be at least 1").into());
     }
-    if n % row_len != 0 {
+    if !n.is_multiple_of(row_len) {
         return Err(CoreError::invalid(
             "row_len",
             format!("{n} weights are not a whole number of rows of {row_len}"),

@@ -16,7 +16,7 @@ mod search;
 #[cfg(target_arch = "x86_64")]
 mod search_avx2;
 
-pub(crate) use search::{make_q3_quants, make_qx_quants};
+pub(crate) use search::make_qx_quants;
 
 /// Weights per super-block (`QK_K`).
 pub const QK_K: usize = 256;

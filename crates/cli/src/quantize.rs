@@ -1,8 +1,10 @@
 //! `modelopt quantize IN -o OUT --type TYPE ...`: one tensor at a time, rows in parallel.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -118,6 +120,10 @@ struct Row {
     note: String,
 }
 
+/// What the computation hands the writer thread: a tensor's name and bytes, or `None` to
+/// complete the file.
+type Message<'a> = Option<(String, Cow<'a, [u8]>)>;
+
 /// Where the output goes.
 enum Sink {
     Gguf(GgufWriter),
@@ -191,18 +197,46 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         .map(|t| plan(&t.info, t.is_float(), target, &args.keep))
         .collect();
 
-    let mut sink = open_sink(args, format, &input, &tensors, &actions)?;
+    let sink = open_sink(args, format, &input, &tensors, &actions)?;
     let total_in: u64 = tensors.iter().map(|t| t.stored_bytes as u64).sum();
     let bar = progress_bar(total_in, args.json);
     let mut rows = Vec::with_capacity(tensors.len());
-    for (t, action) in tensors.iter().zip(&actions) {
-        bar.set_message(t.info.name.clone());
-        let row = process(&input, t, action, format, &mut sink)?;
-        input.release(&t.info.name)?;
-        bar.inc(t.stored_bytes as u64);
-        rows.push(row);
-    }
-    sink.finish()?;
+    // A writer thread writes tensor i while the pool quantizes tensor i + 1: the kernel's copy
+    // into the page cache costs as much as the quantization itself. The rendezvous channel keeps
+    // at most one finished tensor waiting, so memory stays bounded by a few outputs.
+    std::thread::scope(|scope| -> CliResult<()> {
+        // `Some` carries a tensor; `None` says all went well and the file may be completed. A
+        // channel closed without it (the computation failed) drops the sink unfinished, which
+        // removes its temporary file.
+        let (send, receive) = std::sync::mpsc::sync_channel::<Message<'_>>(0);
+        let writer = scope.spawn(move || -> CliResult<()> {
+            let mut sink = sink;
+            while let Ok(message) = receive.recv() {
+                match message {
+                    Some((name, bytes)) => sink.write(&name, &bytes)?,
+                    None => return Ok(sink.finish()?),
+                }
+            }
+            Ok(())
+        });
+        let computed = (|| -> CliResult<()> {
+            for (t, action) in tensors.iter().zip(&actions) {
+                bar.set_message(t.info.name.clone());
+                let row = process(&input, t, action, format, &send)?;
+                input.release(&t.info.name)?;
+                bar.inc(t.stored_bytes as u64);
+                rows.push(row);
+            }
+            send.send(None)
+                .map_err(|_| CliError::Failure(String::new()))
+        })();
+        drop(send);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(CliError::Failure("the writer thread panicked".into())));
+        // The writer's error explains a failed send, so it comes first.
+        written.and(computed)
+    })?;
     bar.finish_and_clear();
     report(args, format, &rows, start.elapsed().as_secs_f64());
     Ok(())
@@ -312,13 +346,18 @@ fn open_sink(
     })
 }
 
-fn process(
-    input: &Checkpoint,
+fn process<'a>(
+    input: &'a Checkpoint,
     t: &CheckpointTensor,
     action: &Action,
     format: FileFormat,
-    sink: &mut Sink,
+    send: &SyncSender<Message<'a>>,
 ) -> CliResult<Row> {
+    // A closed channel means the writer failed; its error is the one reported.
+    let out = |name: String, bytes: Cow<'a, [u8]>| {
+        send.send(Some((name, bytes)))
+            .map_err(|_| CliError::Failure(String::new()))
+    };
     let name = &t.info.name;
     let at = |p: String| failure(input.path(), format!("tensor `{name}`: {p}"));
     let parameters = t.info.elements()? as u64;
@@ -327,11 +366,11 @@ fn process(
         Action::Ggml { ty, note } => {
             let row = *shape.last().unwrap_or(&1);
             let q = with_source(input, t, |src| quantize_ggml(*ty, src, row).map_err(at))?;
-            sink.write(name, &q.bytes)?;
-            let n = q.bytes.len();
+            let (n, sqnr) = (q.bytes.len(), q.sqnr_db());
+            out(name.clone(), Cow::Owned(q.bytes))?;
             (
                 ty.name().to_string(),
-                Some(q.sqnr_db()),
+                Some(sqnr),
                 n,
                 note.clone().unwrap_or_default(),
             )
@@ -353,10 +392,10 @@ fn process(
             let q = with_source(input, t, |src| {
                 quantize_uniform(&scheme, src, row_len).map_err(at)
             })?;
-            sink.write(name, &q.codes)?;
             let scales = f32_to_bytes(&q.scales);
-            sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
             let n = q.codes.len() + scales.len();
+            out(name.clone(), Cow::Owned(q.codes))?;
+            out(format!("{name}{SCALE_SUFFIX}"), Cow::Owned(scales))?;
             (kind.to_string(), Some(sqnr_db(q.sums)), n, String::new())
         }
         Action::Copy(why) => {
@@ -364,15 +403,15 @@ fn process(
             let mut n = 0;
             if format == FileFormat::Gguf && declared[0].dtype != t.info.dtype {
                 let b = f32_to_bytes(&to_f32_any(input, t)?);
-                sink.write(name, &b)?;
                 n += b.len();
+                out(name.clone(), Cow::Owned(b))?;
             } else {
                 let b = input.tensor_bytes(name)?;
-                sink.write(name, b)?;
                 n += b.len();
+                out(name.clone(), Cow::Borrowed(b))?;
                 for (d, c) in declared[1..].iter().zip(input.companion_bytes(name)?) {
-                    sink.write(&d.name, c)?;
                     n += c.len();
+                    out(d.name.clone(), Cow::Borrowed(c))?;
                 }
             }
             let ty = declared[0].dtype.name();

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -124,6 +124,27 @@ struct Row {
 /// complete the file.
 type Message<'a> = Option<(String, Cow<'a, [u8]>)>;
 
+/// The computation's end of the writer thread.
+struct Output<'a, 'r> {
+    send: SyncSender<Message<'a>>,
+    recycled: &'r Receiver<Vec<u8>>,
+}
+
+impl<'a> Output<'a, '_> {
+    /// Hands a tensor to the writer. A closed channel means the writer failed; its error is the
+    /// one reported.
+    fn write(&self, name: String, bytes: Cow<'a, [u8]>) -> CliResult<()> {
+        self.send
+            .send(Some((name, bytes)))
+            .map_err(|_| CliError::Failure(String::new()))
+    }
+
+    /// A buffer the writer is done with, or a new one.
+    fn buffer(&self) -> Vec<u8> {
+        self.recycled.try_recv().unwrap_or_default()
+    }
+}
+
 /// Where the output goes.
 enum Sink {
     Gguf(GgufWriter),
@@ -209,28 +230,41 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         // channel closed without it (the computation failed) drops the sink unfinished, which
         // removes its temporary file.
         let (send, receive) = std::sync::mpsc::sync_channel::<Message<'_>>(0);
+        // Written buffers come back to be filled again: no fresh pages to fault in and zero for
+        // every tensor.
+        let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         let writer = scope.spawn(move || -> CliResult<()> {
             let mut sink = sink;
             while let Ok(message) = receive.recv() {
                 match message {
-                    Some((name, bytes)) => sink.write(&name, &bytes)?,
+                    Some((name, bytes)) => {
+                        sink.write(&name, &bytes)?;
+                        if let Cow::Owned(b) = bytes {
+                            let _ = give_back.send(b);
+                        }
+                    }
                     None => return Ok(sink.finish()?),
                 }
             }
             Ok(())
         });
+        let out = Output {
+            send,
+            recycled: &recycled,
+        };
         let computed = (|| -> CliResult<()> {
             for (t, action) in tensors.iter().zip(&actions) {
                 bar.set_message(t.info.name.clone());
-                let row = process(&input, t, action, format, &send)?;
+                let row = process(&input, t, action, format, &out)?;
                 input.release(&t.info.name)?;
                 bar.inc(t.stored_bytes as u64);
                 rows.push(row);
             }
-            send.send(None)
+            out.send
+                .send(None)
                 .map_err(|_| CliError::Failure(String::new()))
         })();
-        drop(send);
+        drop(out);
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(CliError::Failure("the writer thread panicked".into())));
@@ -351,13 +385,9 @@ fn process<'a>(
     t: &CheckpointTensor,
     action: &Action,
     format: FileFormat,
-    send: &SyncSender<Message<'a>>,
+    output: &Output<'a, '_>,
 ) -> CliResult<Row> {
-    // A closed channel means the writer failed; its error is the one reported.
-    let out = |name: String, bytes: Cow<'a, [u8]>| {
-        send.send(Some((name, bytes)))
-            .map_err(|_| CliError::Failure(String::new()))
-    };
+    let out = |name: String, bytes: Cow<'a, [u8]>| output.write(name, bytes);
     let name = &t.info.name;
     let at = |p: String| failure(input.path(), format!("tensor `{name}`: {p}"));
     let parameters = t.info.elements()? as u64;
@@ -365,7 +395,9 @@ fn process<'a>(
     let (out_type, sqnr_db, bytes_out, note) = match action {
         Action::Ggml { ty, note } => {
             let row = *shape.last().unwrap_or(&1);
-            let q = with_source(input, t, |src| quantize_ggml(*ty, src, row).map_err(at))?;
+            let q = with_source(input, t, |src| {
+                quantize_ggml(*ty, src, row, output.buffer()).map_err(at)
+            })?;
             let (n, sqnr) = (q.bytes.len(), q.sqnr_db());
             out(name.clone(), Cow::Owned(q.bytes))?;
             (

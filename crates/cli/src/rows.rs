@@ -69,8 +69,14 @@ impl<'a> Source<'a> {
 
 /// Quantizes `src` (rows of `row_len`) to `ty` in parallel over groups of rows, decoding and
 /// dequantizing each group in small local buffers to accumulate the error, so memory stays at the
-/// output (plus the input when it is already in f32).
-pub fn quantize_ggml(ty: GgmlType, src: Source<'_>, row_len: usize) -> Result<Quantized, String> {
+/// output (plus the input when it is already in f32). The blocks go into `bytes`, a buffer to
+/// reuse (its contents are overwritten).
+pub fn quantize_ggml(
+    ty: GgmlType,
+    src: Source<'_>,
+    row_len: usize,
+    mut bytes: Vec<u8>,
+) -> Result<Quantized, String> {
     let row_bytes = ty.row_bytes(row_len).map_err(|e| e.to_string())?;
     let n = src.len();
     if row_len == 0 || !n.is_multiple_of(row_len) {
@@ -79,7 +85,8 @@ pub fn quantize_ggml(ty: GgmlType, src: Source<'_>, row_len: usize) -> Result<Qu
     let rows = n / row_len;
     let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
     let chunk_elems = rows_per_chunk * row_len;
-    let mut bytes = vec![0u8; rows * row_bytes];
+    bytes.clear();
+    bytes.resize(rows * row_bytes, 0);
     let (sum_sq_x, sum_sq_err) = bytes
         .par_chunks_mut(rows_per_chunk * row_bytes)
         .enumerate()
@@ -255,8 +262,14 @@ mod tests {
         let row = 65536 + 64;
         let x = values(3 * row);
         let bytes = f32_to_bytes(&x);
-        let a = quantize_ggml(GgmlType::Q4_0, Source::F32(&x), row).unwrap();
-        let b = quantize_ggml(GgmlType::Q4_0, Source::Stored(DType::F32, &bytes), row).unwrap();
+        let a = quantize_ggml(GgmlType::Q4_0, Source::F32(&x), row, Vec::new()).unwrap();
+        let b = quantize_ggml(
+            GgmlType::Q4_0,
+            Source::Stored(DType::F32, &bytes),
+            row,
+            vec![7; 5],
+        )
+        .unwrap();
         assert_eq!(a.bytes, b.bytes);
         assert_eq!(a.bytes, ggml::quantize(GgmlType::Q4_0, &x).unwrap());
         assert_eq!((a.sum_sq_x, a.sum_sq_err), (b.sum_sq_x, b.sum_sq_err));

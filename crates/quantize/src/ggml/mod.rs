@@ -6,8 +6,8 @@
 //! - Row functions: [`quantize_row`] / [`dequantize_row`] on caller-provided buffers,
 //!   [`quantize`] / [`dequantize`] returning new buffers, and [`quantize_rows`] /
 //!   [`dequantize_rows`] splitting whole rows over threads with a [`Par`] value.
-//! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ4_K`],
-//!   [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
+//! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ2_K`],
+//!   [`BlockQ3_K`], [`BlockQ4_K`], [`BlockQ5_K`], [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
 //!   associated constants `TYPE`, `BLOCK_SIZE`, `TYPE_SIZE`.
 //!
 //! Every quantizer reproduces llama.cpp's reference C code (`quantize_row_*_ref`) and gguf-py's
@@ -37,7 +37,10 @@ mod rows;
 mod simd;
 
 pub use k_quants::QK_K;
+pub use k_quants::q2_k::BlockQ2_K;
+pub use k_quants::q3_k::BlockQ3_K;
 pub use k_quants::q4_k::BlockQ4_K;
+pub use k_quants::q5_k::BlockQ5_K;
 pub use k_quants::q6_k::BlockQ6_K;
 pub use modelopt_tensor_core::Par;
 pub use q4::{BlockQ4_0, BlockQ4_1};

@@ -7,7 +7,8 @@ use modelopt_tensor_core::{CoreError, Par};
 
 use super::simd::{all_finite, first_non_finite};
 use super::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0, GgmlType, float,
+    BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
+    BlockQ6_K, BlockQ8_0, GgmlType, float,
 };
 use crate::{QuantError, Result};
 
@@ -38,7 +39,10 @@ codec! {
     BlockQ4_1 => 32, 20;
     BlockQ5_0 => 32, 22;
     BlockQ5_1 => 32, 24;
+    BlockQ2_K => 256, 84;
+    BlockQ3_K => 256, 110;
     BlockQ4_K => 256, 144;
+    BlockQ5_K => 256, 176;
     BlockQ6_K => 256, 210;
 }
 
@@ -81,10 +85,11 @@ fn encode_any(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
         GgmlType::Q4_1 => encode_blocks::<BlockQ4_1, 32, 20>(src, dst),
         GgmlType::Q5_0 => encode_blocks::<BlockQ5_0, 32, 22>(src, dst),
         GgmlType::Q5_1 => encode_blocks::<BlockQ5_1, 32, 24>(src, dst),
+        GgmlType::Q2_K => encode_blocks::<BlockQ2_K, 256, 84>(src, dst),
+        GgmlType::Q3_K => encode_blocks::<BlockQ3_K, 256, 110>(src, dst),
         GgmlType::Q4_K => encode_blocks::<BlockQ4_K, 256, 144>(src, dst),
+        GgmlType::Q5_K => encode_blocks::<BlockQ5_K, 256, 176>(src, dst),
         GgmlType::Q6_K => encode_blocks::<BlockQ6_K, 256, 210>(src, dst),
-        // Not reachable: `check_supported` runs first.
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K => Ok(()),
     }
 }
 
@@ -99,9 +104,11 @@ fn decode_any(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         GgmlType::Q4_1 => decode_blocks::<BlockQ4_1, 32, 20>(src, dst),
         GgmlType::Q5_0 => decode_blocks::<BlockQ5_0, 32, 22>(src, dst),
         GgmlType::Q5_1 => decode_blocks::<BlockQ5_1, 32, 24>(src, dst),
+        GgmlType::Q2_K => decode_blocks::<BlockQ2_K, 256, 84>(src, dst),
+        GgmlType::Q3_K => decode_blocks::<BlockQ3_K, 256, 110>(src, dst),
         GgmlType::Q4_K => decode_blocks::<BlockQ4_K, 256, 144>(src, dst),
+        GgmlType::Q5_K => decode_blocks::<BlockQ5_K, 256, 176>(src, dst),
         GgmlType::Q6_K => decode_blocks::<BlockQ6_K, 256, 210>(src, dst),
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K => {}
     }
 }
 
@@ -135,27 +142,40 @@ impl Isa {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
 fn encode_avx2(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
-    if ty == GgmlType::Q4_K {
-        return encode_blocks::<Q4KAvx2, 256, 144>(src, dst);
+    match ty {
+        GgmlType::Q2_K => encode_blocks::<Avx2Search<BlockQ2_K>, 256, 84>(src, dst),
+        GgmlType::Q4_K => encode_blocks::<Avx2Search<BlockQ4_K>, 256, 144>(src, dst),
+        GgmlType::Q5_K => encode_blocks::<Avx2Search<BlockQ5_K>, 256, 176>(src, dst),
+        _ => encode_any(ty, src, dst),
     }
-    encode_any(ty, src, dst)
 }
 
-/// Q4_K through its AVX2 scale search; only used inside `encode_avx2`.
+/// A K-quant block through its AVX2 scale search; only used inside `encode_avx2`.
 #[cfg(target_arch = "x86_64")]
-struct Q4KAvx2;
+struct Avx2Search<B>(std::marker::PhantomData<B>);
 
 #[cfg(target_arch = "x86_64")]
-impl BlockCodec<256, 144> for Q4KAvx2 {
-    #[inline(always)]
-    fn encode(x: &[f32; 256]) -> [u8; 144] {
-        // SAFETY: only instantiated in `encode_avx2`, which runs after the AVX2 check.
-        unsafe { BlockQ4_K::quantize_avx2(x) }.to_bytes()
-    }
-    #[inline(always)]
-    fn decode(b: &[u8; 144]) -> [f32; 256] {
-        BlockQ4_K::from_bytes(b).dequantize()
-    }
+macro_rules! avx2_codec {
+    ($($block:ty => $s:literal;)*) => {$(
+        impl BlockCodec<256, $s> for Avx2Search<$block> {
+            #[inline(always)]
+            fn encode(x: &[f32; 256]) -> [u8; $s] {
+                // SAFETY: only instantiated in `encode_avx2`, which runs after the AVX2 check.
+                unsafe { <$block>::quantize_avx2(x) }.to_bytes()
+            }
+            #[inline(always)]
+            fn decode(b: &[u8; $s]) -> [f32; 256] {
+                <$block>::from_bytes(b).dequantize()
+            }
+        }
+    )*};
+}
+
+#[cfg(target_arch = "x86_64")]
+avx2_codec! {
+    BlockQ2_K => 84;
+    BlockQ4_K => 144;
+    BlockQ5_K => 176;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -195,7 +215,7 @@ impl GgmlType {
     /// assert!(GgmlType::Q4_K.is_supported());
     /// ```
     pub fn is_supported(self) -> bool {
-        !matches!(self, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K)
+        Self::ALL.contains(&self)
     }
 }
 

@@ -73,76 +73,7 @@ impl BlockQ4_K {
     /// `AVX2 = true` only through [`BlockQ4_K::quantize_avx2`], whose caller checked the CPU.
     #[inline(always)]
     fn quantize_impl<const AVX2: bool>(x: &[f32; QK_K]) -> Self {
-        // Sub-block j in lane j: element i of every sub-block side by side.
-        let mut xt = [[0f32; 8]; 32];
-        for (j, xs) in x.as_chunks::<32>().0.iter().enumerate() {
-            for i in 0..32 {
-                xt[i][j] = xs[i];
-            }
-        }
-        let mut sum_x2 = [0f32; 8];
-        for row in &xt {
-            for j in 0..8 {
-                sum_x2[j] += row[j] * row[j];
-            }
-        }
-        let mut av_x = [0f32; 8];
-        for j in 0..8 {
-            av_x[j] = (sum_x2[j] / 32.0).sqrt();
-        }
-        let mut wt = [[0f32; 8]; 32];
-        for i in 0..32 {
-            for j in 0..8 {
-                wt[i][j] = av_x[j] + xt[i][j].abs();
-            }
-        }
-        let mut lt = [[0f32; 8]; 32];
-        #[cfg(target_arch = "x86_64")]
-        let (scales, mins) = if AVX2 {
-            // SAFETY: `AVX2` is only true when called through `quantize_avx2`.
-            unsafe {
-                super::search_avx2::make_qkx2_quants_x8::<32>(
-                    15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false,
-                )
-            }
-        } else {
-            make_qkx2_quants_lanes::<32, 8>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let (scales, mins) =
-            make_qkx2_quants_lanes::<32, 8>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false);
-        let mut l = [[0u8; 32]; 8];
-        for i in 0..32 {
-            for j in 0..8 {
-                l[j][i] = lt[i][j] as u8;
-            }
-        }
-        let mut max_scale = 0f32;
-        let mut max_min = 0f32;
-        for j in 0..8 {
-            if scales[j] > max_scale {
-                max_scale = scales[j];
-            }
-            if mins[j] > max_min {
-                max_min = mins[j];
-            }
-        }
-        let inv_scale = if max_scale > 0.0 {
-            63.0 / max_scale
-        } else {
-            0.0
-        };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        let mut ls = [0u8; 8];
-        let mut lm = [0u8; 8];
-        for j in 0..8 {
-            // C stores nearest_int into a uint8_t (wrapping) before MIN(63, .).
-            ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-            lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
-        }
-        let packed = pack_scale_min_k4(&ls, &lm);
-        let d = f32_to_f16(max_scale / 63.0);
-        let dmin = f32_to_f16(max_min / 63.0);
+        let (l, packed, d, dmin) = search_8x32::<AVX2>(x, 15, -1.0, 20);
         let mut qs = [0u8; 128];
         for g in 0..4 {
             for k in 0..32 {
@@ -217,4 +148,90 @@ impl BlockQ4_K {
             qs,
         }
     }
+}
+
+/// The scale search shared by Q4_K and Q5_K (`quantize_row_q4_K_ref` / `q5_K_ref` up to the
+/// packing of the codes): per 32-weight sub-block `make_qkx2_quants(32, nmax, ..., rmin, 0.1,
+/// nstep, false)` with weights `sqrt(mean(x^2)) + |x|`, then the scales and mins to 6 bits
+/// against the largest. Returns the codes per sub-block, the packed scales, `d` and `dmin`.
+///
+/// `AVX2 = true` only from a caller that checked the CPU.
+#[inline(always)]
+pub(super) fn search_8x32<const AVX2: bool>(
+    x: &[f32; QK_K],
+    nmax: i32,
+    rmin: f32,
+    nstep: usize,
+) -> ([[u8; 32]; 8], [u8; 12], f16, f16) {
+    // Sub-block j in lane j: element i of every sub-block side by side.
+    let mut xt = [[0f32; 8]; 32];
+    for (j, xs) in x.as_chunks::<32>().0.iter().enumerate() {
+        for i in 0..32 {
+            xt[i][j] = xs[i];
+        }
+    }
+    let mut sum_x2 = [0f32; 8];
+    for row in &xt {
+        for j in 0..8 {
+            sum_x2[j] += row[j] * row[j];
+        }
+    }
+    let mut av_x = [0f32; 8];
+    for j in 0..8 {
+        av_x[j] = (sum_x2[j] / 32.0).sqrt();
+    }
+    let mut wt = [[0f32; 8]; 32];
+    for i in 0..32 {
+        for j in 0..8 {
+            wt[i][j] = av_x[j] + xt[i][j].abs();
+        }
+    }
+    let mut lt = [[0f32; 8]; 32];
+    #[cfg(target_arch = "x86_64")]
+    let (scales, mins) = if AVX2 {
+        // SAFETY: `AVX2` is only true when the caller checked the CPU.
+        unsafe {
+            super::search_avx2::make_qkx2_quants_x8::<32>(
+                nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
+            )
+        }
+    } else {
+        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (scales, mins) =
+        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false);
+    let mut l = [[0u8; 32]; 8];
+    for i in 0..32 {
+        for j in 0..8 {
+            l[j][i] = lt[i][j] as u8;
+        }
+    }
+    let mut max_scale = 0f32;
+    let mut max_min = 0f32;
+    for j in 0..8 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    for j in 0..8 {
+        // C stores nearest_int into a uint8_t (wrapping) before MIN(63, .).
+        ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
+    }
+    let packed = pack_scale_min_k4(&ls, &lm);
+    let d = f32_to_f16(max_scale / 63.0);
+    let dmin = f32_to_f16(max_min / 63.0);
+    (l, packed, d, dmin)
 }

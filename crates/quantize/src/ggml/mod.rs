@@ -35,6 +35,8 @@ mod q5;
 mod q8_0;
 mod rows;
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod simd_avx512;
 
 pub use k_quants::QK_K;
 pub use k_quants::q2_k::BlockQ2_K;

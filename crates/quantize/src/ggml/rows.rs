@@ -120,6 +120,10 @@ pub(crate) enum Isa {
     /// x86-64 with AVX2 and F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// x86-64 with AVX2, F16C, AVX-512F and AVX-512BW: the Q8_0 / Q4_0 row kernels of
+    /// `simd_avx512`, the AVX2 copy for everything else.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Isa {
@@ -129,6 +133,9 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("f16c")
             {
+                if super::simd_avx512::available() {
+                    return Isa::Avx512;
+                }
                 return Isa::Avx2;
             }
         }
@@ -148,6 +155,52 @@ fn encode_avx2(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
         GgmlType::Q5_K => encode_blocks::<Avx2Search<BlockQ5_K>, 256, 176>(src, dst),
         _ => encode_any(ty, src, dst),
     }
+}
+
+/// The AVX-512 kernels: Q8_0 and Q4_0 rows, and the K-quants whose scale search runs on
+/// several super-blocks per register (four at a time; the rest through the AVX2 search).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq")]
+fn encode_avx512(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
+    // SAFETY (all calls below): this function only runs after `Isa::detect` checked the features.
+    match ty {
+        GgmlType::Q8_0 => unsafe { super::simd_avx512::quantize_row_q8_0(src, dst) },
+        GgmlType::Q4_0 => unsafe { super::simd_avx512::quantize_row_q4_0(src, dst) },
+        GgmlType::Q2_K => encode_in_fours::<Avx2Search<BlockQ2_K>, 84>(src, dst, |x| {
+            unsafe { BlockQ2_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
+        }),
+        GgmlType::Q4_K => encode_in_fours::<Avx2Search<BlockQ4_K>, 144>(src, dst, |x| {
+            unsafe { BlockQ4_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
+        }),
+        GgmlType::Q5_K => encode_in_fours::<Avx2Search<BlockQ5_K>, 176>(src, dst, |x| {
+            unsafe { BlockQ5_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
+        }),
+        _ => encode_avx2(ty, src, dst),
+    }
+}
+
+/// Quantizes a row four super-blocks at a time with `four`, the remaining blocks with `B`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn encode_in_fours<B: BlockCodec<256, S>, const S: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    four: impl Fn(&[[f32; 256]; 4]) -> [[u8; S]; 4],
+) -> Result<(), usize> {
+    let (xs, _) = src.as_chunks::<256>();
+    let (os, _) = dst.as_chunks_mut::<S>();
+    let (x4, x_rest) = xs.as_chunks::<4>();
+    let (o4, o_rest) = os.as_chunks_mut::<4>();
+    for (k, (x, o)) in x4.iter().zip(o4.iter_mut()).enumerate() {
+        let flat = x.as_flattened();
+        if !all_finite(flat) {
+            return Err(k * 1024 + first_non_finite(flat).unwrap_or(0));
+        }
+        *o = four(x);
+    }
+    let done = x4.len() * 1024;
+    encode_blocks::<B, 256, S>(x_rest.as_flattened(), o_rest.as_flattened_mut())
+        .map_err(|i| done + i)
 }
 
 /// A K-quant block through its AVX2 scale search; only used inside `encode_avx2`.
@@ -195,6 +248,10 @@ pub(crate) fn encode_with(
         // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2 and f16c.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { encode_avx2(ty, src, dst) },
+        // SAFETY: `Isa::Avx512` is only produced by `detect` after checking avx2, f16c,
+        // avx512f and avx512bw.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { encode_avx512(ty, src, dst) },
     }
 }
 
@@ -203,7 +260,7 @@ pub(crate) fn decode_with(isa: Isa, ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         Isa::Baseline => decode_any(ty, src, dst),
         // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2 and f16c.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { decode_avx2(ty, src, dst) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { decode_avx2(ty, src, dst) },
     }
 }
 
@@ -458,12 +515,21 @@ mod tests {
                 }
             })
             .collect();
-        for ty in GgmlType::ALL.into_iter().filter(|t| t.is_supported()) {
+        // 4096 = 16 super-blocks (the four-at-a-time kernels only), 1280 = 5 (one left over).
+        for (ty, src) in GgmlType::ALL
+            .into_iter()
+            .flat_map(|t| [(t, &src[..]), (t, &src[..1280])])
+        {
             let n = ty.row_bytes(src.len()).unwrap_or(0);
             let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-            assert!(encode_with(Isa::Baseline, ty, &src, &mut a).is_ok());
-            assert!(encode_with(isa, ty, &src, &mut b).is_ok());
+            assert!(encode_with(Isa::Baseline, ty, src, &mut a).is_ok());
+            assert!(encode_with(isa, ty, src, &mut b).is_ok());
             assert_eq!(a, b, "{}", ty.name());
+            #[cfg(target_arch = "x86_64")]
+            if isa != Isa::Avx2 {
+                assert!(encode_with(Isa::Avx2, ty, src, &mut b).is_ok());
+                assert_eq!(a, b, "{} (avx2)", ty.name());
+            }
             let (mut ya, mut yb) = (vec![0f32; src.len()], vec![0f32; src.len()]);
             decode_with(Isa::Baseline, ty, &a, &mut ya);
             decode_with(isa, ty, &a, &mut yb);

@@ -15,6 +15,8 @@ pub(crate) mod q6_k;
 mod search;
 #[cfg(target_arch = "x86_64")]
 mod search_avx2;
+#[cfg(target_arch = "x86_64")]
+mod search_avx512;
 
 pub(crate) use search::make_qx_quants;
 

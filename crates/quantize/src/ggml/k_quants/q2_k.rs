@@ -122,6 +122,43 @@ impl BlockQ2_K {
                 }
             }
         }
+        Self::from_search(&scales, &mins, &l)
+    }
+
+    /// Four blocks through the AVX-512 scale search (one register of 16 sub-blocks a block).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512DQ.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) unsafe fn quantize4_avx512(xs: &[[f32; QK_K]; 4]) -> [Self; 4] {
+        let mut xt = [[[0f32; 16]; 16]; 4];
+        let mut wt = [[[0f32; 16]; 16]; 4];
+        for (b, x) in xs.iter().enumerate() {
+            for j in 0..16 {
+                for i in 0..16 {
+                    let v = x[16 * j + i];
+                    xt[b][i][j] = v;
+                    wt[b][i][j] = v.abs();
+                }
+            }
+        }
+        let mut lt = [[[0f32; 16]; 16]; 4];
+        // SAFETY: the caller checked the CPU.
+        let (s, m) = unsafe {
+            super::search_avx512::make_qkx2_quants_x16::<16, 4>(
+                3, &xt, &wt, &mut lt, -0.5, 0.1, 15, true,
+            )
+        };
+        std::array::from_fn(|b| {
+            let l: [u8; QK_K] = std::array::from_fn(|k| lt[b][k % 16][k / 16] as u8);
+            Self::from_search(&s[b], &m[b], &l)
+        })
+    }
+
+    /// The block from the per-sub-block scales, mins and codes of the search.
+    #[inline(always)]
+    fn from_search(scales: &[f32; 16], mins: &[f32; 16], l: &[u8; QK_K]) -> Self {
         let mut max_scale = 0f32;
         let mut max_min = 0f32;
         for j in 0..16 {
@@ -154,7 +191,7 @@ impl BlockQ2_K {
         };
         BlockQ2_K {
             scales: sc,
-            qs: pack_2bit(&l),
+            qs: pack_2bit(l),
             d,
             dmin,
         }

@@ -73,7 +73,22 @@ impl BlockQ4_K {
     /// `AVX2 = true` only through [`BlockQ4_K::quantize_avx2`], whose caller checked the CPU.
     #[inline(always)]
     fn quantize_impl<const AVX2: bool>(x: &[f32; QK_K]) -> Self {
-        let (l, packed, d, dmin) = search_8x32::<AVX2>(x, 15, -1.0, 20);
+        Self::from_search(search_8x32::<AVX2>(x, 15, -1.0, 20))
+    }
+
+    /// Four blocks through the AVX-512 scale search.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512DQ.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) unsafe fn quantize4_avx512(xs: &[[f32; QK_K]; 4]) -> [Self; 4] {
+        // SAFETY: the caller checked the CPU.
+        unsafe { search_8x32_x4(xs, 15, -1.0, 20) }.map(Self::from_search)
+    }
+
+    #[inline(always)]
+    fn from_search((l, packed, d, dmin): Search8x32) -> Self {
         let mut qs = [0u8; 128];
         for g in 0..4 {
             for k in 0..32 {
@@ -150,6 +165,10 @@ impl BlockQ4_K {
     }
 }
 
+/// What the Q4_K / Q5_K scale search gives: codes per sub-block, packed 6-bit scales and mins,
+/// `d`, `dmin`.
+pub(super) type Search8x32 = ([[u8; 32]; 8], [u8; 12], f16, f16);
+
 /// The scale search shared by Q4_K and Q5_K (`quantize_row_q4_K_ref` / `q5_K_ref` up to the
 /// packing of the codes): per 32-weight sub-block `make_qkx2_quants(32, nmax, ..., rmin, 0.1,
 /// nstep, false)` with weights `sqrt(mean(x^2)) + |x|`, then the scales and mins to 6 bits
@@ -162,8 +181,70 @@ pub(super) fn search_8x32<const AVX2: bool>(
     nmax: i32,
     rmin: f32,
     nstep: usize,
-) -> ([[u8; 32]; 8], [u8; 12], f16, f16) {
-    // Sub-block j in lane j: element i of every sub-block side by side.
+) -> Search8x32 {
+    let (xt, wt) = prepare_8x32(x);
+    let mut lt = [[0f32; 8]; 32];
+    #[cfg(target_arch = "x86_64")]
+    let (scales, mins) = if AVX2 {
+        // SAFETY: `AVX2` is only true when the caller checked the CPU.
+        unsafe {
+            super::search_avx2::make_qkx2_quants_x8::<32>(
+                nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
+            )
+        }
+    } else {
+        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (scales, mins) =
+        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false);
+    finish_8x32(&scales, &mins, &lt)
+}
+
+/// [`search_8x32`] for four super-blocks at once through the AVX-512 search (two super-blocks
+/// per register, two registers interleaved).
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) unsafe fn search_8x32_x4(
+    xs: &[[f32; QK_K]; 4],
+    nmax: i32,
+    rmin: f32,
+    nstep: usize,
+) -> [Search8x32; 4] {
+    let mut xt = [[[0f32; 16]; 32]; 2];
+    let mut wt = [[[0f32; 16]; 32]; 2];
+    for (b, x) in xs.iter().enumerate() {
+        let (x8, w8) = prepare_8x32(x);
+        let (g, off) = (b / 2, (b % 2) * 8);
+        for i in 0..32 {
+            xt[g][i][off..off + 8].copy_from_slice(&x8[i]);
+            wt[g][i][off..off + 8].copy_from_slice(&w8[i]);
+        }
+    }
+    let mut lt = [[[0f32; 16]; 32]; 2];
+    // SAFETY: the caller checked the CPU.
+    let (s, m) = unsafe {
+        super::search_avx512::make_qkx2_quants_x16::<32, 2>(
+            nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
+        )
+    };
+    std::array::from_fn(|b| {
+        let (g, off) = (b / 2, (b % 2) * 8);
+        let scales: [f32; 8] = std::array::from_fn(|j| s[g][off + j]);
+        let mins: [f32; 8] = std::array::from_fn(|j| m[g][off + j]);
+        let l8: [[f32; 8]; 32] =
+            std::array::from_fn(|i| std::array::from_fn(|j| lt[g][i][off + j]));
+        finish_8x32(&scales, &mins, &l8)
+    })
+}
+
+/// The sub-blocks side by side (element `i` of sub-block `j` at `[i][j]`) and their weights
+/// `sqrt(mean(x^2)) + |x|`.
+#[inline(always)]
+fn prepare_8x32(x: &[f32; QK_K]) -> ([[f32; 8]; 32], [[f32; 8]; 32]) {
     let mut xt = [[0f32; 8]; 32];
     for (j, xs) in x.as_chunks::<32>().0.iter().enumerate() {
         for i in 0..32 {
@@ -186,21 +267,12 @@ pub(super) fn search_8x32<const AVX2: bool>(
             wt[i][j] = av_x[j] + xt[i][j].abs();
         }
     }
-    let mut lt = [[0f32; 8]; 32];
-    #[cfg(target_arch = "x86_64")]
-    let (scales, mins) = if AVX2 {
-        // SAFETY: `AVX2` is only true when the caller checked the CPU.
-        unsafe {
-            super::search_avx2::make_qkx2_quants_x8::<32>(
-                nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
-            )
-        }
-    } else {
-        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let (scales, mins) =
-        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false);
+    (xt, wt)
+}
+
+/// The codes per sub-block, and the scales and mins to 6 bits against the largest.
+#[inline(always)]
+fn finish_8x32(scales: &[f32; 8], mins: &[f32; 8], lt: &[[f32; 8]; 32]) -> Search8x32 {
     let mut l = [[0u8; 32]; 8];
     for i in 0..32 {
         for j in 0..8 {

@@ -4,7 +4,9 @@ use half::f16;
 
 use crate::ggml::f16_bits::f16_to_f32;
 
-use super::q4_k::search_8x32;
+#[cfg(target_arch = "x86_64")]
+use super::q4_k::search_8x32_x4;
+use super::q4_k::{Search8x32, search_8x32};
 use super::{QK_K, get_scale_min_k4};
 
 /// One Q5_K super-block: `x ≈ d * sc[j] * q - dmin * m[j]` for sub-block `j`, 176 bytes.
@@ -73,7 +75,22 @@ impl BlockQ5_K {
     /// `AVX2 = true` only through [`BlockQ5_K::quantize_avx2`], whose caller checked the CPU.
     #[inline(always)]
     fn quantize_impl<const AVX2: bool>(x: &[f32; QK_K]) -> Self {
-        let (l, scales, d, dmin) = search_8x32::<AVX2>(x, 31, -0.5, 15);
+        Self::from_search(search_8x32::<AVX2>(x, 31, -0.5, 15))
+    }
+
+    /// Four blocks through the AVX-512 scale search.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512DQ.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) unsafe fn quantize4_avx512(xs: &[[f32; QK_K]; 4]) -> [Self; 4] {
+        // SAFETY: the caller checked the CPU.
+        unsafe { search_8x32_x4(xs, 31, -0.5, 15) }.map(Self::from_search)
+    }
+
+    #[inline(always)]
+    fn from_search((l, scales, d, dmin): Search8x32) -> Self {
         let mut qs = [0u8; 128];
         let mut qh = [0u8; 32];
         for g in 0..4 {

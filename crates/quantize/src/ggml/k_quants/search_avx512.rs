@@ -32,9 +32,11 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
     let nmaxf = nmax as f32;
     let vnmax = _mm512_set1_ps(nmaxf);
     let zero = _mm512_setzero_ps();
-    let magic = _mm512_set1_ps(12_582_912.0);
     let abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fff_ffff));
-    let rne = |v: __m512| _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+    // Round to nearest even in one instruction: equal to the portable `(v + 1.5 * 2^23) -
+    // 1.5 * 2^23` for |v| < 2^22, and every larger value is clamped to 0 or nmax either way.
+    let rne =
+        |v: __m512| _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
     // `if l > hi {hi}` then `if l < 0 {0}`: min/max give the same values (codes are never -0).
     let clamp = |l: __m512| _mm512_max_ps(_mm512_min_ps(l, vnmax), zero);
     let err_of = |d: __m512| {

@@ -45,11 +45,12 @@ impl BlockQ4_K {
     /// without an importance matrix) does: per sub-block `make_qkx2_quants(32, 15, ...)` with
     /// weights `sqrt(mean(x^2)) + |x|`, scales and mins to 6 bits against the largest.
     ///
-    /// The codes are those of the scale search: the reference bytes (llama.cpp c392e509 via
-    /// `ggml_quantize_chunk`) show that its final pass re-deriving the codes from the stored
-    /// f16 scales leaves them unchanged (it is guarded by `if (!d) continue` on the scale read
-    /// back as f32, which evaluated to zero in that build), and re-deriving them breaks the
-    /// match on every row.
+    /// The codes are those of the scale search. llama.cpp's source has a last pass that
+    /// re-derives every code from the stored f16 `d`, `dmin` and 6-bit scales
+    /// (`nearest_int((x + dm) / d)`, skipped where `d` is zero); the reference bytes (llama.cpp
+    /// c392e509 via `ggml_quantize_chunk`) do not show it: on 810 of their 2048 sub-blocks that
+    /// pass would give other codes, while the search codes match every row. The same holds for
+    /// the other K-quants (see the [`ggml`](crate::ggml) module docs).
     ///
     /// ```
     /// let b = modelopt_quantize::ggml::BlockQ4_K::quantize(&[0.0; 256]);
@@ -214,14 +215,29 @@ pub(super) unsafe fn search_8x32_x4(
     rmin: f32,
     nstep: usize,
 ) -> [Search8x32; 4] {
+    // Lane 8 * (b % 2) + j of register b / 2: sub-block j of super-block b.
     let mut xt = [[[0f32; 16]; 32]; 2];
-    let mut wt = [[[0f32; 16]; 32]; 2];
     for (b, x) in xs.iter().enumerate() {
-        let (x8, w8) = prepare_8x32(x);
         let (g, off) = (b / 2, (b % 2) * 8);
+        for (j, sub) in x.as_chunks::<32>().0.iter().enumerate() {
+            for i in 0..32 {
+                xt[g][i][off + j] = sub[i];
+            }
+        }
+    }
+    let mut wt = [[[0f32; 16]; 32]; 2];
+    for g in 0..2 {
+        let mut sum_x2 = [0f32; 16];
+        for row in &xt[g] {
+            for k in 0..16 {
+                sum_x2[k] += row[k] * row[k];
+            }
+        }
+        let av_x: [f32; 16] = std::array::from_fn(|k| (sum_x2[k] / 32.0).sqrt());
         for i in 0..32 {
-            xt[g][i][off..off + 8].copy_from_slice(&x8[i]);
-            wt[g][i][off..off + 8].copy_from_slice(&w8[i]);
+            for k in 0..16 {
+                wt[g][i][k] = av_x[k] + xt[g][i][k].abs();
+            }
         }
     }
     let mut lt = [[[0f32; 16]; 32]; 2];
@@ -231,13 +247,16 @@ pub(super) unsafe fn search_8x32_x4(
             nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
         )
     };
+    // The codes as bytes, row i of register g: byte k is element i of lane k.
+    // SAFETY: the caller checked the CPU (AVX-512F).
+    let bytes: [[[u8; 16]; 32]; 2] = unsafe { super::search_avx512::codes_to_bytes(&lt) };
     std::array::from_fn(|b| {
         let (g, off) = (b / 2, (b % 2) * 8);
         let scales: [f32; 8] = std::array::from_fn(|j| s[g][off + j]);
         let mins: [f32; 8] = std::array::from_fn(|j| m[g][off + j]);
-        let l8: [[f32; 8]; 32] =
-            std::array::from_fn(|i| std::array::from_fn(|j| lt[g][i][off + j]));
-        finish_8x32(&scales, &mins, &l8)
+        let l: [[u8; 32]; 8] =
+            std::array::from_fn(|j| std::array::from_fn(|i| bytes[g][i][off + j]));
+        finish_scales(&scales, &mins, l)
     })
 }
 
@@ -279,6 +298,12 @@ fn finish_8x32(scales: &[f32; 8], mins: &[f32; 8], lt: &[[f32; 8]; 32]) -> Searc
             l[j][i] = lt[i][j] as u8;
         }
     }
+    finish_scales(scales, mins, l)
+}
+
+/// The scales and mins to 6 bits against the largest, with the codes `l` per sub-block.
+#[inline(always)]
+fn finish_scales(scales: &[f32; 8], mins: &[f32; 8], l: [[u8; 32]; 8]) -> Search8x32 {
     let mut max_scale = 0f32;
     let mut max_min = 0f32;
     for j in 0..8 {

@@ -175,6 +175,27 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
     (out_scale, out_min)
 }
 
+/// The small non-negative integral codes of the search as bytes (`vcvttps2dq` + `vpmovdb`).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn codes_to_bytes<const N: usize, const G: usize>(
+    lt: &[[[f32; 16]; N]; G],
+) -> [[[u8; 16]; N]; G] {
+    let mut out = [[[0u8; 16]; N]; G];
+    for g in 0..G {
+        for i in 0..N {
+            // SAFETY: a whole `[f32; 16]` read, a whole `[u8; 16]` written.
+            unsafe {
+                let v = _mm512_cvttps_epi32(_mm512_loadu_ps(lt[g][i].as_ptr()));
+                _mm_storeu_si128(out[g][i].as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::search::make_qkx2_quants_lanes;

@@ -40,15 +40,17 @@ pub enum Target {
     },
 }
 
-/// The simple type llama.cpp falls back to when a row is not a multiple of 256 (at least as
-/// many bits per weight as the K type).
-fn k_fallback(ty: GgmlType) -> Option<GgmlType> {
+/// The 32-block type used when a row is not a multiple of 256, from llama.cpp's
+/// `llama_tensor_get_type` (`llama-quant.cpp`, `convert_incompatible_tensor`): q4_K -> q5_0,
+/// q5_K -> q5_1, q6_K -> q8_0. llama.cpp sends q2_K and q3_K to IQ4_NL (4.5 bits/weight, blocks
+/// of 32), which modelopt does not implement; they go to q4_0 instead, the simple type with the
+/// same block size and bits per weight.
+pub fn k_fallback(ty: GgmlType) -> Option<GgmlType> {
     match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K => Some(GgmlType::Q4_0),
         GgmlType::Q4_K => Some(GgmlType::Q5_0),
-        GgmlType::Q6_K => Some(GgmlType::Q8_0),
-        GgmlType::Q2_K => Some(GgmlType::Q4_0),
-        GgmlType::Q3_K => Some(GgmlType::Q4_1),
         GgmlType::Q5_K => Some(GgmlType::Q5_1),
+        GgmlType::Q6_K => Some(GgmlType::Q8_0),
         _ => None,
     }
 }
@@ -176,5 +178,19 @@ mod tests {
             plan_f(&t(&[4, 100], DType::F32), G(GgmlType::Q4_K), &[]),
             Action::Copy(_)
         ));
+        for (k, simple) in [
+            (GgmlType::Q2_K, GgmlType::Q4_0),
+            (GgmlType::Q3_K, GgmlType::Q4_0),
+            (GgmlType::Q5_K, GgmlType::Q5_1),
+        ] {
+            assert!(matches!(
+                plan_f(&t(&[2, 96], DType::F32), G(k), &[]),
+                Action::Ggml { ty, note: Some(_) } if ty == simple
+            ));
+            assert!(matches!(
+                plan_f(&t(&[2, 768], DType::F32), G(k), &[]),
+                Action::Ggml { ty, note: None } if ty == k
+            ));
+        }
     }
 }

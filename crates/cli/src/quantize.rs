@@ -41,9 +41,18 @@ pub enum QuantType {
     /// GGML Q5_1 (6 bits/weight).
     #[value(name = "q5_1")]
     Q5_1,
+    /// GGML Q2_K (2.625 bits/weight; rows not a multiple of 256 fall back to q4_0).
+    #[value(name = "q2_k")]
+    Q2K,
+    /// GGML Q3_K (3.4375 bits/weight; rows not a multiple of 256 fall back to q4_0).
+    #[value(name = "q3_k")]
+    Q3K,
     /// GGML Q4_K (4.5 bits/weight; rows not a multiple of 256 fall back to q5_0).
     #[value(name = "q4_k")]
     Q4K,
+    /// GGML Q5_K (5.5 bits/weight; rows not a multiple of 256 fall back to q5_1).
+    #[value(name = "q5_k")]
+    Q5K,
     /// GGML Q6_K (6.5625 bits/weight; rows not a multiple of 256 fall back to q8_0).
     #[value(name = "q6_k")]
     Q6K,
@@ -64,7 +73,10 @@ impl QuantType {
             QuantType::Q4_1 => GgmlType::Q4_1,
             QuantType::Q5_0 => GgmlType::Q5_0,
             QuantType::Q5_1 => GgmlType::Q5_1,
+            QuantType::Q2K => GgmlType::Q2_K,
+            QuantType::Q3K => GgmlType::Q3_K,
             QuantType::Q4K => GgmlType::Q4_K,
+            QuantType::Q5K => GgmlType::Q5_K,
             QuantType::Q6K => GgmlType::Q6_K,
             QuantType::Int8 => return Target::Int8,
             QuantType::Int4 => return Target::Int4 { group_size },

@@ -6,7 +6,9 @@ use common::{files_in, modelopt, ok, ok_json, small_model, temp_dir};
 use modelopt_io::{Checkpoint, DType};
 use modelopt_quantize::ggml::GgmlType;
 
-const GGML_TYPES: [&str; 7] = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q6_k"];
+const GGML_TYPES: [&str; 10] = [
+    "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
+];
 
 #[test]
 fn inspect_lists_every_tensor_and_totals() {
@@ -75,6 +77,8 @@ fn quantize_every_ggml_type_to_both_formats_and_compare_agrees() {
                     (Some("q5_0"), true)
                 ),
                 "q6_k" => assert_eq!(h["type"], "q8_0"),
+                "q5_k" => assert_eq!(h["type"], "q5_1"),
+                "q2_k" | "q3_k" => assert_eq!(h["type"], "q4_0"),
                 _ => assert_eq!(h["type"].as_str().unwrap().to_lowercase(), ty),
             }
             // 1-D, integer and odd-row tensors are copied: F32 in GGUF, as stored in safetensors.
@@ -94,10 +98,12 @@ fn quantize_every_ggml_type_to_both_formats_and_compare_agrees() {
                     (a - b).abs() < 1e-6 * a.abs(),
                     "{ty} {ext} {name}: {a} vs {b}"
                 );
-                let floor = if ty == "q8_0" || ty == "q6_k" {
-                    35.0
-                } else {
-                    15.0
+                let floor = match ty {
+                    "q8_0" | "q6_k" => 35.0,
+                    // Q2_K/Q3_K on the 512-wide rows; the 384-wide rows fall back to q4_0.
+                    "q2_k" if name == "blk.0.w" => 5.0,
+                    "q3_k" if name == "blk.0.w" => 10.0,
+                    _ => 15.0,
                 };
                 assert!(a > floor, "{ty} {name}: {a} dB");
             }

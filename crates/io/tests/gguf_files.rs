@@ -303,3 +303,60 @@ fn quantized_safetensors_round_trip_is_lossless() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Q2_K, Q3_K and Q5_K tensors quantized by modelopt: read back through the GGUF reader they
+/// dequantize to modelopt's values, and gguf-py (when present) dequantizes them to the same
+/// values bit for bit.
+#[test]
+fn q2_k_q3_k_q5_k_tensors_read_back_and_match_gguf_py() {
+    use modelopt_quantize::ggml;
+    let dir = temp_dir("gguf-k");
+    let path = dir.join("k.gguf");
+    let x: Vec<f32> = (0..2 * 512)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0 + (i % 7) as f32 * 0.01)
+        .collect();
+    let types = [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q5_K];
+    let mut tensors = Vec::new();
+    for ty in types {
+        tensors.push(TensorInfo::new(ty.name(), DType::Ggml(ty), vec![2, 512]));
+        let expected = format!("{}.expected", ty.name());
+        tensors.push(TensorInfo::new(&expected, DType::F32, vec![2, 512]));
+    }
+    let mut w = GgufWriter::create(&path, vec![], tensors).unwrap();
+    let mut want = Vec::new();
+    for ty in types {
+        let q = ggml::quantize(ty, &x).unwrap();
+        let y = ggml::dequantize(ty, &q, x.len()).unwrap();
+        w.write_tensor(ty.name(), &q).unwrap();
+        w.write_tensor(&format!("{}.expected", ty.name()), &f32_to_bytes(&y))
+            .unwrap();
+        want.push(y);
+    }
+    w.finish().unwrap();
+    let f = GgufFile::open(&path).unwrap();
+    for (ty, y) in types.iter().zip(&want) {
+        let got = f.tensor_f32(ty.name()).unwrap();
+        assert!(
+            got.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{}",
+            ty.name()
+        );
+    }
+    if common::python_has("gguf, numpy") {
+        let script = r#"
+import sys, numpy as np, gguf
+r = gguf.GGUFReader(sys.argv[1])
+t = {x.name: x for x in r.tensors}
+for name in ['q2_K', 'q3_K', 'q5_K']:
+    x = t[name]
+    assert x.tensor_type.name == name.upper(), x.tensor_type.name
+    got = gguf.quants.dequantize(x.data, x.tensor_type).reshape(-1)
+    want = np.asarray(t[name + '.expected'].data).reshape(-1)
+    assert (got.view(np.uint32) == want.view(np.uint32)).all(), name
+print('ok')
+"#;
+        let out = common::python(script, &[path.to_str().unwrap()]);
+        assert_eq!(out.trim(), "ok");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -2,8 +2,14 @@
 //!
 //! `cargo bench -p modelopt-quantize --bench ggml -- --warm-up-time 1 --measurement-time 3`
 //! Throughput is bytes of f32 input (quantize) or output (dequantize) per second.
+//! With `MODELOPT_BENCH_INPUT=FILE` (4096 x 4096 little-endian f32, as written by
+//! `benches/compare/ggml.py`) the bench quantizes that matrix instead of its own noise, so the
+//! comparison script times modelopt and gguf-py on the same values. With
+//! `MODELOPT_BENCH_CLOCK=cpu` the quantize timings are the thread's CPU time (Linux
+//! `/proc/thread-self/schedstat`) instead of wall time, which a busy shared machine disturbs less.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use modelopt_quantize::ggml::{self, GgmlType};
@@ -11,8 +17,24 @@ use modelopt_quantize::ggml::{self, GgmlType};
 const ROWS: usize = 4096;
 const COLS: usize = 4096;
 
-/// Seeded normal noise (xorshift64* + Box-Muller), scaled like real weights.
+/// The matrix named by `MODELOPT_BENCH_INPUT`, else seeded normal noise (xorshift64* +
+/// Box-Muller) scaled like real weights.
 fn weights() -> Vec<f32> {
+    if let Some(path) = std::env::var_os("MODELOPT_BENCH_INPUT") {
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("MODELOPT_BENCH_INPUT {}: {e}", path.display()));
+        assert_eq!(
+            bytes.len(),
+            ROWS * COLS * 4,
+            "MODELOPT_BENCH_INPUT: not 4096 x 4096 f32"
+        );
+        return bytes
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|b| f32::from_le_bytes(*b))
+            .collect();
+    }
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
     let mut uniform = move || {
         s ^= s >> 12;
@@ -30,28 +52,54 @@ fn weights() -> Vec<f32> {
         .collect()
 }
 
-const TYPES: [GgmlType; 9] = [
+const TYPES: [GgmlType; 12] = [
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
     GgmlType::Q4_K,
+    GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::F16,
     GgmlType::BF16,
 ];
 
+/// Nanoseconds this thread has run on a CPU (first field of `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Times `iters` calls of `f` in CPU time when `cpu` (and the platform tells it), else wall time.
+fn time_iters(cpu: bool, iters: u64, mut f: impl FnMut()) -> Duration {
+    let (t0, c0) = (Instant::now(), thread_cpu_ns());
+    for _ in 0..iters {
+        f();
+    }
+    match (cpu, c0, thread_cpu_ns()) {
+        (true, Some(a), Some(b)) => Duration::from_nanos(b.saturating_sub(a)),
+        _ => t0.elapsed(),
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    let cpu = std::env::var("MODELOPT_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
     let w = weights();
     let bytes = (w.len() * 4) as u64;
     let mut g = c.benchmark_group("ggml_quantize_4096x4096");
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(10);
-    for ty in TYPES {
+    for ty in TYPES.into_iter().filter(|t| t.is_supported()) {
         let mut dst = vec![0u8; ty.row_bytes(w.len()).unwrap_or(0)];
         g.bench_with_input(BenchmarkId::from_parameter(ty.name()), &w, |b, w| {
-            b.iter(|| ggml::quantize_row(ty, black_box(w), black_box(&mut dst)))
+            b.iter_custom(|iters| {
+                time_iters(cpu, iters, || {
+                    let _ = black_box(ggml::quantize_row(ty, black_box(w), black_box(&mut dst)));
+                })
+            })
         });
     }
     g.finish();
@@ -62,7 +110,10 @@ fn bench(c: &mut Criterion) {
     for ty in [
         GgmlType::Q8_0,
         GgmlType::Q4_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
         GgmlType::Q4_K,
+        GgmlType::Q5_K,
         GgmlType::Q6_K,
     ] {
         let Ok(q) = ggml::quantize(ty, &w) else {
@@ -70,7 +121,11 @@ fn bench(c: &mut Criterion) {
         };
         let mut y = vec![0f32; w.len()];
         g.bench_with_input(BenchmarkId::from_parameter(ty.name()), &q, |b, q| {
-            b.iter(|| ggml::dequantize_row(ty, black_box(q), black_box(&mut y)))
+            b.iter_custom(|iters| {
+                time_iters(cpu, iters, || {
+                    let _ = black_box(ggml::dequantize_row(ty, black_box(q), black_box(&mut y)));
+                })
+            })
         });
     }
     g.finish();

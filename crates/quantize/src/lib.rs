@@ -9,7 +9,7 @@
 //!   codes of 4 bits or fewer packed two per byte ([`packing`]).
 //! - [`observer`]: calibration fed batch after batch (min-max, moving average, percentile, MSE
 //!   search, entropy/KL) and [`fake_quant`] for simulation and quantization-aware training.
-//! - [`ggml`]: the GGML block formats of llama.cpp (Q8_0, Q4_0, ..., Q4_K, Q6_K).
+//! - [`ggml`]: the GGML block formats of llama.cpp (Q8_0, Q4_0, ..., Q2_K ... Q6_K).
 //!
 //! Conventions: rounding is half to even; `x` is coded `clamp(round(x * (1/scale)) + zero_point)`
 //! with the `f32` reciprocal, as torch does, so [`QuantScheme::torch`] reproduces torch.ao's

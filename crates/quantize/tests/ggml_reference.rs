@@ -107,6 +107,9 @@ reference_tests! {
     q4_1_matches_reference_bytes, q4_1_dequantize_matches_gguf_py, GgmlType::Q4_1;
     q5_0_matches_reference_bytes, q5_0_dequantize_matches_gguf_py, GgmlType::Q5_0;
     q5_1_matches_reference_bytes, q5_1_dequantize_matches_gguf_py, GgmlType::Q5_1;
+    q2_k_matches_reference_bytes, q2_k_dequantize_matches_gguf_py, GgmlType::Q2_K;
+    q3_k_matches_reference_bytes, q3_k_dequantize_matches_gguf_py, GgmlType::Q3_K;
+    q5_k_matches_reference_bytes, q5_k_dequantize_matches_gguf_py, GgmlType::Q5_K;
     q4_k_matches_reference_bytes, q4_k_dequantize_matches_gguf_py, GgmlType::Q4_K;
     q6_k_matches_reference_bytes, q6_k_dequantize_matches_gguf_py, GgmlType::Q6_K;
     bf16_matches_reference_bytes, bf16_dequantize_matches_gguf_py, GgmlType::BF16;

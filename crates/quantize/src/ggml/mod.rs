@@ -6,16 +6,30 @@
 //! - Row functions: [`quantize_row`] / [`dequantize_row`] on caller-provided buffers,
 //!   [`quantize`] / [`dequantize`] returning new buffers, and [`quantize_rows`] /
 //!   [`dequantize_rows`] splitting whole rows over threads with a [`Par`] value.
-//! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ4_K`],
-//!   [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
+//! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ2_K`],
+//!   [`BlockQ3_K`], [`BlockQ4_K`], [`BlockQ5_K`], [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
 //!   associated constants `TYPE`, `BLOCK_SIZE`, `TYPE_SIZE`.
 //!
 //! Every quantizer reproduces llama.cpp's reference C code (`quantize_row_*_ref`) and gguf-py's
 //! `gguf.quants.quantize` byte for byte, including their rounding quirks: Q8_0 rounds half away
 //! from zero, Q4_0/Q4_1/Q5_0/Q5_1 truncate `x * id + 8.5` (`16.5`, `0.5`) evaluated with a
 //! separate f32 multiply and add, and the K-quants round half to even (`nearest_int`) with the
-//! C evaluation order kept. The hot loops are plain Rust over fixed-size arrays, compiled twice:
-//! for the baseline target and, chosen at run time, for AVX2 (same source, so same results).
+//! C evaluation order kept.
+//!
+//! K-quants and the final re-derivation pass: `quantize_row_q{2,3,4,5,6}_K_ref` in
+//! `ggml-quants.c` end by recomputing every code from the stored (f16 and 4/6/8-bit) scales,
+//! e.g. `nearest_int((x + dm) / d)` for Q4_K. The reference bytes of the tests (llama.cpp
+//! c392e509, `ggml_quantize_chunk`, no importance matrix) hold the codes of the scale search
+//! instead: re-deriving would change the codes of 1480 / 792 / 810 / 1345 / 1296 of their
+//! 4096 / 4096 / 2048 / 2048 / 4096 sub-blocks (Q2_K / Q3_K / Q4_K / Q5_K / Q6_K, on 56 to 58
+//! of the 64 rows), while this crate, which keeps the search codes, matches all 64 rows of
+//! every type byte for byte. The scales, mins, `d` and `dmin` are the same either way; files
+//! from a llama.cpp build that does run the pass would differ in those codes only.
+//!
+//! The hot loops are plain Rust over fixed-size arrays, compiled twice: for the baseline target
+//! and, chosen at run time, for AVX2 (same source, so same results). On CPUs with AVX-512
+//! (F, BW, DQ), Q8_0 and Q4_0 rows and the `make_qkx2_quants` search of Q2_K/Q4_K/Q5_K (four
+//! super-blocks at a time) run intrinsics kernels, each unit-tested equal to the portable code.
 //!
 //! ```
 //! use modelopt_quantize::ggml::{self, GgmlType};
@@ -35,9 +49,14 @@ mod q5;
 mod q8_0;
 mod rows;
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod simd_avx512;
 
 pub use k_quants::QK_K;
+pub use k_quants::q2_k::BlockQ2_K;
+pub use k_quants::q3_k::BlockQ3_K;
 pub use k_quants::q4_k::BlockQ4_K;
+pub use k_quants::q5_k::BlockQ5_K;
 pub use k_quants::q6_k::BlockQ6_K;
 pub use modelopt_tensor_core::Par;
 pub use q4::{BlockQ4_0, BlockQ4_1};

@@ -7,7 +7,8 @@ use modelopt_tensor_core::{CoreError, Par};
 
 use super::simd::{all_finite, first_non_finite};
 use super::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0, GgmlType, float,
+    BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
+    BlockQ6_K, BlockQ8_0, GgmlType, float,
 };
 use crate::{QuantError, Result};
 
@@ -38,7 +39,10 @@ codec! {
     BlockQ4_1 => 32, 20;
     BlockQ5_0 => 32, 22;
     BlockQ5_1 => 32, 24;
+    BlockQ2_K => 256, 84;
+    BlockQ3_K => 256, 110;
     BlockQ4_K => 256, 144;
+    BlockQ5_K => 256, 176;
     BlockQ6_K => 256, 210;
 }
 
@@ -81,10 +85,11 @@ fn encode_any(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
         GgmlType::Q4_1 => encode_blocks::<BlockQ4_1, 32, 20>(src, dst),
         GgmlType::Q5_0 => encode_blocks::<BlockQ5_0, 32, 22>(src, dst),
         GgmlType::Q5_1 => encode_blocks::<BlockQ5_1, 32, 24>(src, dst),
+        GgmlType::Q2_K => encode_blocks::<BlockQ2_K, 256, 84>(src, dst),
+        GgmlType::Q3_K => encode_blocks::<BlockQ3_K, 256, 110>(src, dst),
         GgmlType::Q4_K => encode_blocks::<BlockQ4_K, 256, 144>(src, dst),
+        GgmlType::Q5_K => encode_blocks::<BlockQ5_K, 256, 176>(src, dst),
         GgmlType::Q6_K => encode_blocks::<BlockQ6_K, 256, 210>(src, dst),
-        // Not reachable: `check_supported` runs first.
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K => Ok(()),
     }
 }
 
@@ -99,9 +104,11 @@ fn decode_any(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         GgmlType::Q4_1 => decode_blocks::<BlockQ4_1, 32, 20>(src, dst),
         GgmlType::Q5_0 => decode_blocks::<BlockQ5_0, 32, 22>(src, dst),
         GgmlType::Q5_1 => decode_blocks::<BlockQ5_1, 32, 24>(src, dst),
+        GgmlType::Q2_K => decode_blocks::<BlockQ2_K, 256, 84>(src, dst),
+        GgmlType::Q3_K => decode_blocks::<BlockQ3_K, 256, 110>(src, dst),
         GgmlType::Q4_K => decode_blocks::<BlockQ4_K, 256, 144>(src, dst),
+        GgmlType::Q5_K => decode_blocks::<BlockQ5_K, 256, 176>(src, dst),
         GgmlType::Q6_K => decode_blocks::<BlockQ6_K, 256, 210>(src, dst),
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K => {}
     }
 }
 
@@ -113,6 +120,10 @@ pub(crate) enum Isa {
     /// x86-64 with AVX2 and F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// x86-64 with AVX2, F16C, AVX-512F and AVX-512BW: the Q8_0 / Q4_0 row kernels of
+    /// `simd_avx512`, the AVX2 copy for everything else.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Isa {
@@ -122,6 +133,9 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("f16c")
             {
+                if super::simd_avx512::available() {
+                    return Isa::Avx512;
+                }
                 return Isa::Avx2;
             }
         }
@@ -135,27 +149,86 @@ impl Isa {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
 fn encode_avx2(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
-    if ty == GgmlType::Q4_K {
-        return encode_blocks::<Q4KAvx2, 256, 144>(src, dst);
+    match ty {
+        GgmlType::Q2_K => encode_blocks::<Avx2Search<BlockQ2_K>, 256, 84>(src, dst),
+        GgmlType::Q4_K => encode_blocks::<Avx2Search<BlockQ4_K>, 256, 144>(src, dst),
+        GgmlType::Q5_K => encode_blocks::<Avx2Search<BlockQ5_K>, 256, 176>(src, dst),
+        _ => encode_any(ty, src, dst),
     }
-    encode_any(ty, src, dst)
 }
 
-/// Q4_K through its AVX2 scale search; only used inside `encode_avx2`.
+/// The AVX-512 kernels: Q8_0 and Q4_0 rows, and the K-quants whose scale search runs on
+/// several super-blocks per register (four at a time; the rest through the AVX2 search).
 #[cfg(target_arch = "x86_64")]
-struct Q4KAvx2;
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq")]
+fn encode_avx512(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
+    // SAFETY (all calls below): this function only runs after `Isa::detect` checked the features.
+    match ty {
+        GgmlType::Q8_0 => unsafe { super::simd_avx512::quantize_row_q8_0(src, dst) },
+        GgmlType::Q4_0 => unsafe { super::simd_avx512::quantize_row_q4_0(src, dst) },
+        GgmlType::Q2_K => encode_in_fours::<Avx2Search<BlockQ2_K>, 84>(src, dst, |x| {
+            unsafe { BlockQ2_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
+        }),
+        GgmlType::Q4_K => encode_in_fours::<Avx2Search<BlockQ4_K>, 144>(src, dst, |x| {
+            unsafe { BlockQ4_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
+        }),
+        GgmlType::Q5_K => encode_in_fours::<Avx2Search<BlockQ5_K>, 176>(src, dst, |x| {
+            unsafe { BlockQ5_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
+        }),
+        _ => encode_avx2(ty, src, dst),
+    }
+}
+
+/// Quantizes a row four super-blocks at a time with `four`, the remaining blocks with `B`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn encode_in_fours<B: BlockCodec<256, S>, const S: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    four: impl Fn(&[[f32; 256]; 4]) -> [[u8; S]; 4],
+) -> Result<(), usize> {
+    let (xs, _) = src.as_chunks::<256>();
+    let (os, _) = dst.as_chunks_mut::<S>();
+    let (x4, x_rest) = xs.as_chunks::<4>();
+    let (o4, o_rest) = os.as_chunks_mut::<4>();
+    for (k, (x, o)) in x4.iter().zip(o4.iter_mut()).enumerate() {
+        let flat = x.as_flattened();
+        if !all_finite(flat) {
+            return Err(k * 1024 + first_non_finite(flat).unwrap_or(0));
+        }
+        *o = four(x);
+    }
+    let done = x4.len() * 1024;
+    encode_blocks::<B, 256, S>(x_rest.as_flattened(), o_rest.as_flattened_mut())
+        .map_err(|i| done + i)
+}
+
+/// A K-quant block through its AVX2 scale search; only used inside `encode_avx2`.
+#[cfg(target_arch = "x86_64")]
+struct Avx2Search<B>(std::marker::PhantomData<B>);
 
 #[cfg(target_arch = "x86_64")]
-impl BlockCodec<256, 144> for Q4KAvx2 {
-    #[inline(always)]
-    fn encode(x: &[f32; 256]) -> [u8; 144] {
-        // SAFETY: only instantiated in `encode_avx2`, which runs after the AVX2 check.
-        unsafe { BlockQ4_K::quantize_avx2(x) }.to_bytes()
-    }
-    #[inline(always)]
-    fn decode(b: &[u8; 144]) -> [f32; 256] {
-        BlockQ4_K::from_bytes(b).dequantize()
-    }
+macro_rules! avx2_codec {
+    ($($block:ty => $s:literal;)*) => {$(
+        impl BlockCodec<256, $s> for Avx2Search<$block> {
+            #[inline(always)]
+            fn encode(x: &[f32; 256]) -> [u8; $s] {
+                // SAFETY: only instantiated in `encode_avx2`, which runs after the AVX2 check.
+                unsafe { <$block>::quantize_avx2(x) }.to_bytes()
+            }
+            #[inline(always)]
+            fn decode(b: &[u8; $s]) -> [f32; 256] {
+                <$block>::from_bytes(b).dequantize()
+            }
+        }
+    )*};
+}
+
+#[cfg(target_arch = "x86_64")]
+avx2_codec! {
+    BlockQ2_K => 84;
+    BlockQ4_K => 144;
+    BlockQ5_K => 176;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -175,6 +248,10 @@ pub(crate) fn encode_with(
         // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2 and f16c.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { encode_avx2(ty, src, dst) },
+        // SAFETY: `Isa::Avx512` is only produced by `detect` after checking avx2, f16c,
+        // avx512f and avx512bw.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { encode_avx512(ty, src, dst) },
     }
 }
 
@@ -183,7 +260,7 @@ pub(crate) fn decode_with(isa: Isa, ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         Isa::Baseline => decode_any(ty, src, dst),
         // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2 and f16c.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { decode_avx2(ty, src, dst) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { decode_avx2(ty, src, dst) },
     }
 }
 
@@ -195,7 +272,7 @@ impl GgmlType {
     /// assert!(GgmlType::Q4_K.is_supported());
     /// ```
     pub fn is_supported(self) -> bool {
-        !matches!(self, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K)
+        Self::ALL.contains(&self)
     }
 }
 
@@ -438,12 +515,21 @@ mod tests {
                 }
             })
             .collect();
-        for ty in GgmlType::ALL.into_iter().filter(|t| t.is_supported()) {
+        // 4096 = 16 super-blocks (the four-at-a-time kernels only), 1280 = 5 (one left over).
+        for (ty, src) in GgmlType::ALL
+            .into_iter()
+            .flat_map(|t| [(t, &src[..]), (t, &src[..1280])])
+        {
             let n = ty.row_bytes(src.len()).unwrap_or(0);
             let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-            assert!(encode_with(Isa::Baseline, ty, &src, &mut a).is_ok());
-            assert!(encode_with(isa, ty, &src, &mut b).is_ok());
+            assert!(encode_with(Isa::Baseline, ty, src, &mut a).is_ok());
+            assert!(encode_with(isa, ty, src, &mut b).is_ok());
             assert_eq!(a, b, "{}", ty.name());
+            #[cfg(target_arch = "x86_64")]
+            if isa != Isa::Avx2 {
+                assert!(encode_with(Isa::Avx2, ty, src, &mut b).is_ok());
+                assert_eq!(a, b, "{} (avx2)", ty.name());
+            }
             let (mut ya, mut yb) = (vec![0f32; src.len()], vec![0f32; src.len()]);
             decode_with(Isa::Baseline, ty, &a, &mut ya);
             decode_with(isa, ty, &a, &mut yb);

@@ -7,14 +7,16 @@
 //! sequence of candidates), `make_qx_quants` over its candidate scales (they do not depend on
 //! each other; the winner is then picked in C's order).
 
-// pub(crate) mod q2_k;
-// pub(crate) mod q3_k;
+pub(crate) mod q2_k;
+pub(crate) mod q3_k;
 pub(crate) mod q4_k;
-// pub(crate) mod q5_k;
+pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 mod search;
 #[cfg(target_arch = "x86_64")]
 mod search_avx2;
+#[cfg(target_arch = "x86_64")]
+mod search_avx512;
 
 pub(crate) use search::make_qx_quants;
 

@@ -45,11 +45,12 @@ impl BlockQ4_K {
     /// without an importance matrix) does: per sub-block `make_qkx2_quants(32, 15, ...)` with
     /// weights `sqrt(mean(x^2)) + |x|`, scales and mins to 6 bits against the largest.
     ///
-    /// The codes are those of the scale search: the reference bytes (llama.cpp c392e509 via
-    /// `ggml_quantize_chunk`) show that its final pass re-deriving the codes from the stored
-    /// f16 scales leaves them unchanged (it is guarded by `if (!d) continue` on the scale read
-    /// back as f32, which evaluated to zero in that build), and re-deriving them breaks the
-    /// match on every row.
+    /// The codes are those of the scale search. llama.cpp's source has a last pass that
+    /// re-derives every code from the stored f16 `d`, `dmin` and 6-bit scales
+    /// (`nearest_int((x + dm) / d)`, skipped where `d` is zero); the reference bytes (llama.cpp
+    /// c392e509 via `ggml_quantize_chunk`) do not show it: on 810 of their 2048 sub-blocks that
+    /// pass would give other codes, while the search codes match every row. The same holds for
+    /// the other K-quants (see the [`ggml`](crate::ggml) module docs).
     ///
     /// ```
     /// let b = modelopt_quantize::ggml::BlockQ4_K::quantize(&[0.0; 256]);
@@ -73,76 +74,22 @@ impl BlockQ4_K {
     /// `AVX2 = true` only through [`BlockQ4_K::quantize_avx2`], whose caller checked the CPU.
     #[inline(always)]
     fn quantize_impl<const AVX2: bool>(x: &[f32; QK_K]) -> Self {
-        // Sub-block j in lane j: element i of every sub-block side by side.
-        let mut xt = [[0f32; 8]; 32];
-        for (j, xs) in x.as_chunks::<32>().0.iter().enumerate() {
-            for i in 0..32 {
-                xt[i][j] = xs[i];
-            }
-        }
-        let mut sum_x2 = [0f32; 8];
-        for row in &xt {
-            for j in 0..8 {
-                sum_x2[j] += row[j] * row[j];
-            }
-        }
-        let mut av_x = [0f32; 8];
-        for j in 0..8 {
-            av_x[j] = (sum_x2[j] / 32.0).sqrt();
-        }
-        let mut wt = [[0f32; 8]; 32];
-        for i in 0..32 {
-            for j in 0..8 {
-                wt[i][j] = av_x[j] + xt[i][j].abs();
-            }
-        }
-        let mut lt = [[0f32; 8]; 32];
-        #[cfg(target_arch = "x86_64")]
-        let (scales, mins) = if AVX2 {
-            // SAFETY: `AVX2` is only true when called through `quantize_avx2`.
-            unsafe {
-                super::search_avx2::make_qkx2_quants_x8::<32>(
-                    15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false,
-                )
-            }
-        } else {
-            make_qkx2_quants_lanes::<32, 8>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let (scales, mins) =
-            make_qkx2_quants_lanes::<32, 8>(15, &xt, &wt, &mut lt, -1.0, 0.1, 20, false);
-        let mut l = [[0u8; 32]; 8];
-        for i in 0..32 {
-            for j in 0..8 {
-                l[j][i] = lt[i][j] as u8;
-            }
-        }
-        let mut max_scale = 0f32;
-        let mut max_min = 0f32;
-        for j in 0..8 {
-            if scales[j] > max_scale {
-                max_scale = scales[j];
-            }
-            if mins[j] > max_min {
-                max_min = mins[j];
-            }
-        }
-        let inv_scale = if max_scale > 0.0 {
-            63.0 / max_scale
-        } else {
-            0.0
-        };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        let mut ls = [0u8; 8];
-        let mut lm = [0u8; 8];
-        for j in 0..8 {
-            // C stores nearest_int into a uint8_t (wrapping) before MIN(63, .).
-            ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-            lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
-        }
-        let packed = pack_scale_min_k4(&ls, &lm);
-        let d = f32_to_f16(max_scale / 63.0);
-        let dmin = f32_to_f16(max_min / 63.0);
+        Self::from_search(search_8x32::<AVX2>(x, 15, -1.0, 20))
+    }
+
+    /// Four blocks through the AVX-512 scale search.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512DQ.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(crate) unsafe fn quantize4_avx512(xs: &[[f32; QK_K]; 4]) -> [Self; 4] {
+        // SAFETY: the caller checked the CPU.
+        unsafe { search_8x32_x4(xs, 15, -1.0, 20) }.map(Self::from_search)
+    }
+
+    #[inline(always)]
+    fn from_search((l, packed, d, dmin): Search8x32) -> Self {
         let mut qs = [0u8; 128];
         for g in 0..4 {
             for k in 0..32 {
@@ -217,4 +164,171 @@ impl BlockQ4_K {
             qs,
         }
     }
+}
+
+/// What the Q4_K / Q5_K scale search gives: codes per sub-block, packed 6-bit scales and mins,
+/// `d`, `dmin`.
+pub(super) type Search8x32 = ([[u8; 32]; 8], [u8; 12], f16, f16);
+
+/// The scale search shared by Q4_K and Q5_K (`quantize_row_q4_K_ref` / `q5_K_ref` up to the
+/// packing of the codes): per 32-weight sub-block `make_qkx2_quants(32, nmax, ..., rmin, 0.1,
+/// nstep, false)` with weights `sqrt(mean(x^2)) + |x|`, then the scales and mins to 6 bits
+/// against the largest. Returns the codes per sub-block, the packed scales, `d` and `dmin`.
+///
+/// `AVX2 = true` only from a caller that checked the CPU.
+#[inline(always)]
+pub(super) fn search_8x32<const AVX2: bool>(
+    x: &[f32; QK_K],
+    nmax: i32,
+    rmin: f32,
+    nstep: usize,
+) -> Search8x32 {
+    let (xt, wt) = prepare_8x32(x);
+    let mut lt = [[0f32; 8]; 32];
+    #[cfg(target_arch = "x86_64")]
+    let (scales, mins) = if AVX2 {
+        // SAFETY: `AVX2` is only true when the caller checked the CPU.
+        unsafe {
+            super::search_avx2::make_qkx2_quants_x8::<32>(
+                nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
+            )
+        }
+    } else {
+        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (scales, mins) =
+        make_qkx2_quants_lanes::<32, 8>(nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false);
+    finish_8x32(&scales, &mins, &lt)
+}
+
+/// [`search_8x32`] for four super-blocks at once through the AVX-512 search (two super-blocks
+/// per register, two registers interleaved).
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) unsafe fn search_8x32_x4(
+    xs: &[[f32; QK_K]; 4],
+    nmax: i32,
+    rmin: f32,
+    nstep: usize,
+) -> [Search8x32; 4] {
+    // Lane 8 * (b % 2) + j of register b / 2: sub-block j of super-block b.
+    let mut xt = [[[0f32; 16]; 32]; 2];
+    for (b, x) in xs.iter().enumerate() {
+        let (g, off) = (b / 2, (b % 2) * 8);
+        for (j, sub) in x.as_chunks::<32>().0.iter().enumerate() {
+            for i in 0..32 {
+                xt[g][i][off + j] = sub[i];
+            }
+        }
+    }
+    let mut wt = [[[0f32; 16]; 32]; 2];
+    for g in 0..2 {
+        let mut sum_x2 = [0f32; 16];
+        for row in &xt[g] {
+            for k in 0..16 {
+                sum_x2[k] += row[k] * row[k];
+            }
+        }
+        let av_x: [f32; 16] = std::array::from_fn(|k| (sum_x2[k] / 32.0).sqrt());
+        for i in 0..32 {
+            for k in 0..16 {
+                wt[g][i][k] = av_x[k] + xt[g][i][k].abs();
+            }
+        }
+    }
+    let mut lt = [[[0f32; 16]; 32]; 2];
+    // SAFETY: the caller checked the CPU.
+    let (s, m) = unsafe {
+        super::search_avx512::make_qkx2_quants_x16::<32, 2>(
+            nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
+        )
+    };
+    // The codes as bytes, row i of register g: byte k is element i of lane k.
+    // SAFETY: the caller checked the CPU (AVX-512F).
+    let bytes: [[[u8; 16]; 32]; 2] = unsafe { super::search_avx512::codes_to_bytes(&lt) };
+    std::array::from_fn(|b| {
+        let (g, off) = (b / 2, (b % 2) * 8);
+        let scales: [f32; 8] = std::array::from_fn(|j| s[g][off + j]);
+        let mins: [f32; 8] = std::array::from_fn(|j| m[g][off + j]);
+        let l: [[u8; 32]; 8] =
+            std::array::from_fn(|j| std::array::from_fn(|i| bytes[g][i][off + j]));
+        finish_scales(&scales, &mins, l)
+    })
+}
+
+/// The sub-blocks side by side (element `i` of sub-block `j` at `[i][j]`) and their weights
+/// `sqrt(mean(x^2)) + |x|`.
+#[inline(always)]
+fn prepare_8x32(x: &[f32; QK_K]) -> ([[f32; 8]; 32], [[f32; 8]; 32]) {
+    let mut xt = [[0f32; 8]; 32];
+    for (j, xs) in x.as_chunks::<32>().0.iter().enumerate() {
+        for i in 0..32 {
+            xt[i][j] = xs[i];
+        }
+    }
+    let mut sum_x2 = [0f32; 8];
+    for row in &xt {
+        for j in 0..8 {
+            sum_x2[j] += row[j] * row[j];
+        }
+    }
+    let mut av_x = [0f32; 8];
+    for j in 0..8 {
+        av_x[j] = (sum_x2[j] / 32.0).sqrt();
+    }
+    let mut wt = [[0f32; 8]; 32];
+    for i in 0..32 {
+        for j in 0..8 {
+            wt[i][j] = av_x[j] + xt[i][j].abs();
+        }
+    }
+    (xt, wt)
+}
+
+/// The codes per sub-block, and the scales and mins to 6 bits against the largest.
+#[inline(always)]
+fn finish_8x32(scales: &[f32; 8], mins: &[f32; 8], lt: &[[f32; 8]; 32]) -> Search8x32 {
+    let mut l = [[0u8; 32]; 8];
+    for i in 0..32 {
+        for j in 0..8 {
+            l[j][i] = lt[i][j] as u8;
+        }
+    }
+    finish_scales(scales, mins, l)
+}
+
+/// The scales and mins to 6 bits against the largest, with the codes `l` per sub-block.
+#[inline(always)]
+fn finish_scales(scales: &[f32; 8], mins: &[f32; 8], l: [[u8; 32]; 8]) -> Search8x32 {
+    let mut max_scale = 0f32;
+    let mut max_min = 0f32;
+    for j in 0..8 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    for j in 0..8 {
+        // C stores nearest_int into a uint8_t (wrapping) before MIN(63, .).
+        ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
+    }
+    let packed = pack_scale_min_k4(&ls, &lm);
+    let d = f32_to_f16(max_scale / 63.0);
+    let dmin = f32_to_f16(max_min / 63.0);
+    (l, packed, d, dmin)
 }

@@ -73,7 +73,6 @@ pub(crate) fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], l_out: &mu
 
 /// `make_q3_quants` of ggml with `do_rmse = true`: symmetric codes in `-nmax..nmax` refined
 /// coordinate-wise (at most 5 sweeps) under weights `x^2`. Writes `L + nmax`; returns the scale.
-#[allow(dead_code)] // the scale search of Q3_K, whose row codec is not wired in yet
 #[inline(always)]
 pub(crate) fn make_q3_quants<const N: usize>(nmax: i32, x: &[f32; N], l_out: &mut [i8; N]) -> f32 {
     let mut max = 0f32;

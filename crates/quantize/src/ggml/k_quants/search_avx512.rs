@@ -1,0 +1,254 @@
+//! AVX-512 version of [`make_qkx2_quants_lanes`]: 16 lanes per `__m512`, `G` registers side by
+//! side.
+//!
+//! The search is a chain of dependent sums per lane (C's summation order must be kept), so its
+//! speed is bound by add latency, not by arithmetic. Two super-blocks fill one register (8
+//! sub-blocks each) and `G` independent registers interleave their chains. Every operation is
+//! the IEEE single-precision operation of the portable version, in the same order, with the
+//! same selects; a unit test checks it against the portable version bit for bit.
+//!
+//! [`make_qkx2_quants_lanes`]: super::search::make_qkx2_quants_lanes
+
+use std::arch::x86_64::*;
+
+/// `G` groups of 16 lanes: element `i` of lane `k` of group `g` is `xt[g][i][k]`.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
+    nmax: i32,
+    xt: &[[[f32; 16]; N]; G],
+    wt: &[[[f32; 16]; N]; G],
+    l_out: &mut [[[f32; 16]; N]; G],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([[f32; 16]; G], [[f32; 16]; G]) {
+    // SAFETY: every pointer below comes from a live `[f32; 16]`, read or written whole.
+    let ld = |a: &[f32; 16]| unsafe { _mm512_loadu_ps(a.as_ptr()) };
+    let nmaxf = nmax as f32;
+    let vnmax = _mm512_set1_ps(nmaxf);
+    let zero = _mm512_setzero_ps();
+    let abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fff_ffff));
+    // Round to nearest even in one instruction: equal to the portable `(v + 1.5 * 2^23) -
+    // 1.5 * 2^23` for |v| < 2^22, and every larger value is clamped to 0 or nmax either way.
+    let rne =
+        |v: __m512| _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+    // `if l > hi {hi}` then `if l < 0 {0}`: min/max give the same values (codes are never -0).
+    let clamp = |l: __m512| _mm512_max_ps(_mm512_min_ps(l, vnmax), zero);
+    let err_of = |d: __m512| {
+        if use_mad {
+            _mm512_and_ps(d, abs_mask)
+        } else {
+            _mm512_mul_ps(d, d)
+        }
+    };
+
+    let mut min = [zero; G];
+    let mut max = [zero; G];
+    let mut sum_w = [zero; G];
+    let mut sum_x = [zero; G];
+    for g in 0..G {
+        let x0 = ld(&xt[g][0]);
+        min[g] = x0;
+        max[g] = x0;
+        sum_w[g] = ld(&wt[g][0]);
+        sum_x[g] = _mm512_mul_ps(sum_w[g], x0);
+    }
+    for i in 1..N {
+        for g in 0..G {
+            let x = ld(&xt[g][i]);
+            let w = ld(&wt[g][i]);
+            min[g] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, min[g]), min[g], x);
+            max[g] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, max[g]), max[g], x);
+            sum_w[g] = _mm512_add_ps(sum_w[g], w);
+            sum_x[g] = _mm512_add_ps(sum_x[g], _mm512_mul_ps(w, x));
+        }
+    }
+    let mut flat = [0u16; G];
+    let mut scale = [zero; G];
+    let mut best = [zero; G];
+    let mut lv = [[zero; N]; G];
+    for g in 0..G {
+        min[g] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(min[g], zero), min[g], zero);
+        flat[g] = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(max[g], min[g]);
+        let iscale = _mm512_div_ps(vnmax, _mm512_sub_ps(max[g], min[g]));
+        scale[g] = _mm512_div_ps(_mm512_set1_ps(1.0), iscale);
+        for i in 0..N {
+            let x = ld(&xt[g][i]);
+            let l = clamp(rne(_mm512_mul_ps(iscale, _mm512_sub_ps(x, min[g]))));
+            lv[g][i] = l;
+            let diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], l), min[g]), x);
+            best[g] = _mm512_add_ps(best[g], _mm512_mul_ps(ld(&wt[g][i]), err_of(diff)));
+        }
+    }
+    let mut laux = [[zero; N]; G];
+    for is in 0..=nstep {
+        let num = _mm512_set1_ps(rmin + rdelta * is as f32 + nmaxf);
+        let mut isc = [zero; G];
+        for g in 0..G {
+            isc[g] = _mm512_div_ps(num, _mm512_sub_ps(max[g], min[g]));
+        }
+        let mut sum_l = [zero; G];
+        let mut sum_l2 = [zero; G];
+        let mut sum_xl = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let x = ld(&xt[g][i]);
+                let l = clamp(rne(_mm512_mul_ps(isc[g], _mm512_sub_ps(x, min[g]))));
+                laux[g][i] = l;
+                let wl = _mm512_mul_ps(ld(&wt[g][i]), l);
+                sum_l[g] = _mm512_add_ps(sum_l[g], wl);
+                sum_l2[g] = _mm512_add_ps(sum_l2[g], _mm512_mul_ps(wl, l));
+                sum_xl[g] = _mm512_add_ps(sum_xl[g], _mm512_mul_ps(wl, x));
+            }
+        }
+        let mut ts = [zero; G];
+        let mut tm = [zero; G];
+        let mut ok = [0u16; G];
+        for g in 0..G {
+            let d = _mm512_sub_ps(
+                _mm512_mul_ps(sum_w[g], sum_l2[g]),
+                _mm512_mul_ps(sum_l[g], sum_l[g]),
+            );
+            let s = _mm512_div_ps(
+                _mm512_sub_ps(
+                    _mm512_mul_ps(sum_w[g], sum_xl[g]),
+                    _mm512_mul_ps(sum_x[g], sum_l[g]),
+                ),
+                d,
+            );
+            let m = _mm512_div_ps(
+                _mm512_sub_ps(
+                    _mm512_mul_ps(sum_l2[g], sum_x[g]),
+                    _mm512_mul_ps(sum_l[g], sum_xl[g]),
+                ),
+                d,
+            );
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, zero);
+            tm[g] = _mm512_mask_blend_ps(pos, m, zero);
+            ts[g] = _mm512_mask_blend_ps(pos, s, _mm512_div_ps(sum_xl[g], sum_l2[g]));
+            ok[g] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, zero) & !flat[g];
+        }
+        let mut err = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let diff = _mm512_sub_ps(
+                    _mm512_add_ps(_mm512_mul_ps(ts[g], laux[g][i]), tm[g]),
+                    ld(&xt[g][i]),
+                );
+                err[g] = _mm512_add_ps(err[g], _mm512_mul_ps(ld(&wt[g][i]), err_of(diff)));
+            }
+        }
+        for g in 0..G {
+            let take = ok[g] & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(err[g], best[g]);
+            if take != 0 {
+                best[g] = _mm512_mask_blend_ps(take, best[g], err[g]);
+                scale[g] = _mm512_mask_blend_ps(take, scale[g], ts[g]);
+                min[g] = _mm512_mask_blend_ps(take, min[g], tm[g]);
+                for i in 0..N {
+                    lv[g][i] = _mm512_mask_blend_ps(take, lv[g][i], laux[g][i]);
+                }
+            }
+        }
+    }
+    let mut out_scale = [[0f32; 16]; G];
+    let mut out_min = [[0f32; 16]; G];
+    for g in 0..G {
+        let sc = _mm512_mask_blend_ps(flat[g], scale[g], zero);
+        let the_min = _mm512_xor_ps(min[g], _mm512_set1_ps(-0.0)); // -min, signed zeros included
+        // SAFETY: stores into whole `[f32; 16]` arrays.
+        unsafe {
+            _mm512_storeu_ps(out_scale[g].as_mut_ptr(), sc);
+            _mm512_storeu_ps(out_min[g].as_mut_ptr(), the_min);
+            for i in 0..N {
+                _mm512_storeu_ps(
+                    l_out[g][i].as_mut_ptr(),
+                    _mm512_mask_blend_ps(flat[g], lv[g][i], zero),
+                );
+            }
+        }
+    }
+    (out_scale, out_min)
+}
+
+/// The small non-negative integral codes of the search as bytes (`vcvttps2dq` + `vpmovdb`).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn codes_to_bytes<const N: usize, const G: usize>(
+    lt: &[[[f32; 16]; N]; G],
+) -> [[[u8; 16]; N]; G] {
+    let mut out = [[[0u8; 16]; N]; G];
+    for g in 0..G {
+        for i in 0..N {
+            // SAFETY: a whole `[f32; 16]` read, a whole `[u8; 16]` written.
+            unsafe {
+                let v = _mm512_cvttps_epi32(_mm512_loadu_ps(lt[g][i].as_ptr()));
+                _mm_storeu_si128(out[g][i].as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::search::make_qkx2_quants_lanes;
+    use super::*;
+
+    /// The intrinsics kernel against the portable one on random sub-blocks, flat lanes included.
+    #[test]
+    fn matches_portable_kernel() {
+        if !(std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq"))
+        {
+            return;
+        }
+        let mut s = 0x1234_5678_9abc_def1u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for trial in 0..100 {
+            let mut xt = [[[0f32; 16]; 32]; 2];
+            let mut wt = [[[0f32; 16]; 32]; 2];
+            for g in 0..2 {
+                for i in 0..32 {
+                    for k in 0..16 {
+                        let v = match (trial + k + g) % 5 {
+                            0 => 0.25,                    // flat lane
+                            1 => next().abs() * 3.0,      // only positive
+                            2 => (next() * 16.0).round(), // ties
+                            _ => next() * (1 + i % 3) as f32,
+                        };
+                        xt[g][i][k] = v;
+                        wt[g][i][k] = 0.1 + v.abs();
+                    }
+                }
+            }
+            for (nmax, rmin, use_mad) in [(15, -1.0, false), (31, -0.5, false), (3, -0.5, true)] {
+                let mut lb = [[[0f32; 16]; 32]; 2];
+                // SAFETY: features checked above.
+                let (bs, bm) = unsafe {
+                    make_qkx2_quants_x16::<32, 2>(nmax, &xt, &wt, &mut lb, rmin, 0.1, 20, use_mad)
+                };
+                for g in 0..2 {
+                    let mut la = [[0f32; 16]; 32];
+                    let (a_s, a_m) = make_qkx2_quants_lanes::<32, 16>(
+                        nmax, &xt[g], &wt[g], &mut la, rmin, 0.1, 20, use_mad,
+                    );
+                    assert_eq!(la, lb[g]);
+                    assert_eq!(a_s.map(f32::to_bits), bs[g].map(f32::to_bits));
+                    assert_eq!(a_m.map(f32::to_bits), bm[g].map(f32::to_bits));
+                }
+            }
+        }
+    }
+}

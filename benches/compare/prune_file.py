@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Whole-file pruning, end to end: `modelopt prune` against torch doing the same job.
+
+Both read the same f32 safetensors file, prune every float tensor of 2+ dims by L1 magnitude
+(50%, per tensor or global) and write a safetensors file with the pruned weights as zeros.
+torch: safetensors.torch.load_file, torch.nn.utils.prune (L1Unstructured(0.5).prune(t) per
+tensor; prune.global_unstructured over all of them), safetensors.torch.save_file, with
+torch.set_num_threads(N). modelopt: the release binary, `--threads N`. Runs are interleaved
+(torch, modelopt, torch, modelopt, ...), medians printed; the two outputs are compared (same
+zeros?). GB/s = bytes of f32 input / wall seconds.
+
+Usage: python3 benches/compare/prune_file.py [--file F.safetensors] [--bin target/release/modelopt]
+       [--threads 2] [--repeat 3] [--scopes tensor global]
+Without --file, makes /tmp/modelopt-bench-8x4096.safetensors (8 x 4096x4096 f32, 537 MB; the
+file of quantize_file.py).
+"""
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+
+TORCH_SCRIPT = r"""
+import sys, time, torch
+import torch.nn as nn
+from torch.nn.utils import prune
+from safetensors.torch import load_file, save_file
+src, dst, scope, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+torch.set_num_threads(threads)
+t0 = time.perf_counter()
+sd = load_file(src)
+names = [n for n, t in sd.items() if t.is_floating_point() and t.dim() >= 2]
+if scope == "tensor":
+    for n in names:
+        sd[n] = prune.L1Unstructured(amount=0.5).prune(sd[n])
+else:
+    mods = []
+    for n in names:
+        m = nn.Module()
+        m.weight = nn.Parameter(sd[n], requires_grad=False)
+        mods.append(m)
+    prune.global_unstructured([(m, "weight") for m in mods], pruning_method=prune.L1Unstructured,
+                              amount=0.5)
+    for n, m in zip(names, mods):
+        sd[n] = m.weight.detach()
+save_file(sd, dst)
+print(time.perf_counter() - t0)
+"""
+
+
+def make_file(path):
+    import numpy as np
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(0)
+    save_file({f"layers.{i}.weight": rng.standard_normal((4096, 4096), dtype=np.float32) * 0.02
+               for i in range(8)}, path)
+
+
+def wall(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def same_zeros(a, b):
+    import numpy as np
+    from safetensors.numpy import load_file
+    x, y = load_file(a), load_file(b)
+    diff = sum(int(np.count_nonzero((x[k] == 0) != (y[k] == 0))) for k in x)
+    total = sum(v.size for v in x.values())
+    return diff, total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--file")
+    ap.add_argument("--bin", default="target/release/modelopt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--scopes", nargs="+", default=["tensor", "global"])
+    a = ap.parse_args()
+    path = a.file or "/tmp/modelopt-bench-8x4096.safetensors"
+    if not os.path.exists(path):
+        make_file(path)
+    if not os.path.exists(a.bin):
+        subprocess.run(["cargo", "build", "-q", "--release", "-p", "modelopt-cli"], check=True)
+    size = os.path.getsize(path)
+    tmp = tempfile.mkdtemp(prefix="modelopt-prune-bench-")
+    with open(os.path.join(tmp, "torch_prune.py"), "w") as f:
+        f.write(TORCH_SCRIPT)
+    print(f"{path}: {size / 1e6:.0f} MB, {a.threads} thread(s), L1 50%, median of {a.repeat} "
+          f"interleaved runs (wall time incl. process start, read, prune, write)")
+    print(f"{'scope':8s} {'torch s':>9s} {'modelopt s':>11s} {'torch GB/s':>11s} "
+          f"{'modelopt GB/s':>14s} {'speed-up':>9s}  same zeros")
+    for scope in a.scopes:
+        to, mo = os.path.join(tmp, f"torch-{scope}.safetensors"), os.path.join(tmp, f"mo-{scope}.safetensors")
+        tt, mt = [], []
+        for _ in range(a.repeat):
+            tt.append(wall([sys.executable, os.path.join(tmp, "torch_prune.py"), path, to, scope,
+                            str(a.threads)]))
+            mt.append(wall([a.bin, "prune", path, "-o", mo, "--amount", "0.5", "--scope", scope,
+                            "--threads", str(a.threads), "--json"]))
+        t, m = statistics.median(tt), statistics.median(mt)
+        diff, total = same_zeros(to, mo)
+        print(f"{scope:8s} {t:9.2f} {m:11.2f} {size / t / 1e9:11.2f} {size / m / 1e9:14.2f} "
+              f"{t / m:8.1f}x  {'yes' if diff == 0 else f'{diff} of {total} differ'}"
+              f"   (torch runs {', '.join(f'{x:.2f}' for x in tt)}; modelopt {', '.join(f'{x:.2f}' for x in mt)})")
+        for p in (to, mo):
+            os.remove(p)
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -352,15 +353,22 @@ fn check_count(
 /// Elements per parallel work item.
 const CHUNK: usize = 1 << 16;
 
-/// The stored values of a plain float tensor as f32, decoded in parallel.
-fn decode(path: &Path, t: &TensorInfo, raw: &[u8]) -> CliResult<Vec<f32>> {
+/// The stored values of a plain float tensor as f32, decoded in parallel into `out` (a buffer
+/// reused from tensor to tensor).
+fn decode_into(path: &Path, t: &TensorInfo, raw: &[u8], out: &mut Vec<f32>) -> CliResult<()> {
     let eb = t.dtype.element_bytes().unwrap_or(4);
-    let n = raw.len() / eb;
-    let mut out = vec![0.0f32; n];
+    out.clear();
+    out.resize(raw.len() / eb, 0.0);
     out.par_chunks_mut(CHUNK)
         .zip(raw.par_chunks(CHUNK * eb))
         .try_for_each(|(o, b)| decode_f32(t.dtype, b, o))
-        .map_err(|e| failure(path, format!("tensor `{}`: {e}", t.name)))?;
+        .map_err(|e| failure(path, format!("tensor `{}`: {e}", t.name)))
+}
+
+/// The stored values of a plain float tensor as f32, decoded in parallel.
+fn decode(path: &Path, t: &TensorInfo, raw: &[u8]) -> CliResult<Vec<f32>> {
+    let mut out = Vec::new();
+    decode_into(path, t, raw, &mut out)?;
     Ok(out)
 }
 
@@ -371,25 +379,37 @@ fn count_zeros(x: &[f32]) -> u64 {
 }
 
 /// The stored bytes with the pruned elements set to zero (all-zero bytes: +0.0 in every float
-/// dtype), in parallel.
-fn zero_pruned(raw: &[u8], eb: usize, mask: &Mask) -> Vec<u8> {
+/// dtype), in parallel, into `out` (a buffer reused from tensor to tensor).
+fn zero_pruned(raw: &[u8], eb: usize, mask: &Mask, out: &mut Vec<u8>) {
     let keep = mask.keep();
     let keep = keep.as_slice_memory_order().map_or_else(
         || keep.iter().copied().collect::<Vec<bool>>().into(),
         std::borrow::Cow::Borrowed,
     );
-    let mut out = vec![0u8; raw.len()];
-    out.par_chunks_mut(CHUNK * eb)
-        .zip(raw.par_chunks(CHUNK * eb))
+    out.clear();
+    out.resize(raw.len(), 0);
+    match eb {
+        2 => zero_elements::<2>(raw, &keep, out),
+        4 => zero_elements::<4>(raw, &keep, out),
+        _ => zero_elements::<8>(raw, &keep, out),
+    }
+}
+
+/// `out = raw` with the elements of `N` bytes whose `keep` is false set to zero (branch-free).
+fn zero_elements<const N: usize>(raw: &[u8], keep: &[bool], out: &mut [u8]) {
+    out.par_chunks_mut(CHUNK * N)
+        .zip(raw.par_chunks(CHUNK * N))
         .zip(keep.par_chunks(CHUNK))
         .for_each(|((o, r), k)| {
-            for ((oe, re), &kk) in o.chunks_exact_mut(eb).zip(r.chunks_exact(eb)).zip(k) {
-                if kk {
-                    oe.copy_from_slice(re);
+            let (o, _) = o.as_chunks_mut::<N>();
+            let (r, _) = r.as_chunks::<N>();
+            for ((o, r), &k) in o.iter_mut().zip(r).zip(k) {
+                let m = u8::from(k).wrapping_neg();
+                for j in 0..N {
+                    o[j] = r[j] & m;
                 }
             }
         });
-    out
 }
 
 fn progress_bar(total: u64, json: bool) -> ProgressBar {
@@ -450,59 +470,101 @@ fn mask_and_write(
         global = masks.into_iter().collect();
     }
     let mut rows = Vec::with_capacity(tensors.len());
-    for (t, plan) in tensors.iter().zip(plans) {
-        bar.set_message(t.name.clone());
-        let raw = file.tensor_bytes(&t.name)?;
-        let n = t.elements()? as u64;
-        let mut row = Row {
-            name: t.name.clone(),
-            dtype: t.dtype.name().to_string(),
-            shape_before: t.shape.clone(),
-            shape_after: t.shape.clone(),
-            parameters_before: n,
-            parameters_after: n,
-            bytes_before: raw.len() as u64,
-            bytes_after: raw.len() as u64,
-            zeros: None,
-            note: String::new(),
-        };
-        match plan {
-            Plan::Copy(why) => {
-                sink.write_tensor(&t.name, raw)?;
-                row.note = format!("copied: {why}");
-            }
-            Plan::Prune => {
-                let (mask, before) = match global.remove(&t.name) {
-                    Some(m) => (m, zeros_before.get(&t.name).copied().unwrap_or(0)),
+    let bar = &bar;
+    std::thread::scope(|s| -> CliResult<()> {
+        // A writer thread writes tensor i while tensor i + 1 is pruned. Output buffers go to it
+        // and come back for reuse (fresh pages cost more than the pruning), at most two in use.
+        let (to_writer, jobs) = mpsc::sync_channel::<(usize, Option<Vec<u8>>)>(0);
+        let (give_back, spare) = mpsc::channel::<Vec<u8>>();
+        let writer = s.spawn(move || -> CliResult<()> {
+            let mut written = 0;
+            for (i, buf) in jobs {
+                let t = &tensors[i];
+                match buf {
+                    Some(b) => {
+                        sink.write_tensor(&t.name, &b)?;
+                        let _ = give_back.send(b); // ok: the producer may be done
+                    }
                     None => {
-                        let x = decode(path, t, raw)?;
-                        let before = count_zeros(&x);
-                        let m = pruner
-                            .prune_named(
-                                &[(t.name.as_str(), view(path, t, &x)?)],
-                                Scope::Local,
-                                true,
-                            )
-                            .map_err(|e| prune_error(path, e))?
-                            .pop()
-                            .map(|(_, m)| m)
-                            .ok_or_else(|| {
-                                failure(path, format!("tensor `{}`: no mask", t.name))
-                            })?;
-                        (m, before)
+                        sink.write_tensor(&t.name, file.tensor_bytes(&t.name)?)?;
+                        file.release(&t.name)?;
+                    }
+                }
+                bar.inc(t.bytes().unwrap_or(0) as u64);
+                written += 1;
+            }
+            // Only a complete file is moved into place; otherwise the temporary is removed.
+            if written == tensors.len() {
+                sink.finish()?;
+            }
+            Ok(())
+        });
+        let mut x = Vec::new();
+        let produced = (|| -> CliResult<()> {
+            for (i, (t, plan)) in tensors.iter().zip(plans).enumerate() {
+                bar.set_message(t.name.clone());
+                let raw = file.tensor_bytes(&t.name)?;
+                let n = t.elements()? as u64;
+                let mut row = Row {
+                    name: t.name.clone(),
+                    dtype: t.dtype.name().to_string(),
+                    shape_before: t.shape.clone(),
+                    shape_after: t.shape.clone(),
+                    parameters_before: n,
+                    parameters_after: n,
+                    bytes_before: raw.len() as u64,
+                    bytes_after: raw.len() as u64,
+                    zeros: None,
+                    note: String::new(),
+                };
+                let job = match plan {
+                    Plan::Copy(why) => {
+                        row.note = format!("copied: {why}");
+                        None
+                    }
+                    Plan::Prune => {
+                        let (mask, before) = match global.remove(&t.name) {
+                            Some(m) => (m, zeros_before.get(&t.name).copied().unwrap_or(0)),
+                            None => {
+                                decode_into(path, t, raw, &mut x)?;
+                                let before = count_zeros(&x);
+                                let m = pruner
+                                    .prune_named(
+                                        &[(t.name.as_str(), view(path, t, &x)?)],
+                                        Scope::Local,
+                                        true,
+                                    )
+                                    .map_err(|e| prune_error(path, e))?
+                                    .pop()
+                                    .map(|(_, m)| m)
+                                    .ok_or_else(|| {
+                                        failure(path, format!("tensor `{}`: no mask", t.name))
+                                    })?;
+                                (m, before)
+                            }
+                        };
+                        let eb = t.dtype.element_bytes().unwrap_or(4);
+                        let mut out = spare.try_recv().unwrap_or_default();
+                        zero_pruned(raw, eb, &mask, &mut out);
+                        file.release(&t.name)?; // the input pages are no longer needed
+                        row.zeros = Some((before, mask.num_pruned() as u64));
+                        Some(out)
                     }
                 };
-                let eb = t.dtype.element_bytes().unwrap_or(4);
-                let out = zero_pruned(raw, eb, &mask);
-                sink.write_tensor(&t.name, &out)?;
-                row.zeros = Some((before, mask.num_pruned() as u64));
+                rows.push(row);
+                if to_writer.send((i, job)).is_err() {
+                    break; // the writer stopped on an error, reported below
+                }
             }
-        }
-        file.release(&t.name)?;
-        bar.inc(raw.len() as u64);
-        rows.push(row);
-    }
-    sink.finish()?;
+            Ok(())
+        })();
+        drop(to_writer);
+        let written = writer
+            .join()
+            .map_err(|_| failure(&args.output, "the writer thread panicked"))?;
+        produced?;
+        written
+    })?;
     bar.finish_and_clear();
     Ok(rows)
 }

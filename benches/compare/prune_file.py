@@ -3,8 +3,9 @@
 
 Both read the same f32 safetensors file, prune every float tensor of 2+ dims by L1 magnitude
 (50%, per tensor or global) and write a safetensors file with the pruned weights as zeros.
-torch: safetensors.torch.load_file, torch.nn.utils.prune (L1Unstructured(0.5).prune(t) per
-tensor; prune.global_unstructured over all of them), safetensors.torch.save_file, with
+torch: safetensors.torch.load_file, torch.nn.utils.prune (custom_from_mask(t != 0), so that
+exact zeros count as pruned as in modelopt, then l1_unstructured per tensor or
+global_unstructured over all, composing in a PruningContainer), safetensors.torch.save_file, with
 torch.set_num_threads(N). modelopt: the release binary, `--threads N`. Runs are interleaved
 (torch, modelopt, torch, modelopt, ...), medians printed; the two outputs are compared (same
 zeros?). GB/s = bytes of f32 input / wall seconds.
@@ -26,19 +27,22 @@ torch.set_num_threads(threads)
 t0 = time.perf_counter()
 sd = load_file(src)
 names = [n for n, t in sd.items() if t.is_floating_point() and t.dim() >= 2]
+mods = []
+for n in names:
+    m = nn.Module()
+    m.weight = nn.Parameter(sd[n], requires_grad=False)
+    # Exact zeros already in the file count as pruned (modelopt's rule): a prior mask, which
+    # the next pruning composes with in a PruningContainer.
+    prune.custom_from_mask(m, "weight", sd[n] != 0)
+    mods.append(m)
 if scope == "tensor":
-    for n in names:
-        sd[n] = prune.L1Unstructured(amount=0.5).prune(sd[n])
+    for m in mods:
+        prune.l1_unstructured(m, "weight", amount=0.5)
 else:
-    mods = []
-    for n in names:
-        m = nn.Module()
-        m.weight = nn.Parameter(sd[n], requires_grad=False)
-        mods.append(m)
     prune.global_unstructured([(m, "weight") for m in mods], pruning_method=prune.L1Unstructured,
                               amount=0.5)
-    for n, m in zip(names, mods):
-        sd[n] = m.weight.detach()
+for n, m in zip(names, mods):
+    sd[n] = m.weight.detach()
 save_file(sd, dst)
 print(time.perf_counter() - t0)
 """
@@ -58,13 +62,26 @@ def wall(cmd):
     return time.perf_counter() - t
 
 
-def same_zeros(a, b):
+def same_zeros(src, a, b, scope):
+    """Positions where the two outputs' zeros differ, and whether all of them are ties: weights
+    whose |w| equals the largest pruned |w| (per tensor, or over all for global scope), where
+    torch's topk picks any of the equal ones and modelopt the lowest index."""
     import numpy as np
     from safetensors.numpy import load_file
-    x, y = load_file(a), load_file(b)
-    diff = sum(int(np.count_nonzero((x[k] == 0) != (y[k] == 0))) for k in x)
-    total = sum(v.size for v in x.values())
-    return diff, total
+    w, x, y = load_file(src), load_file(a), load_file(b)
+    diff, total, at = 0, 0, []
+    thr = {}
+    for k in x:
+        pruned = np.abs(w[k])[y[k] == 0]
+        thr[k] = pruned.max() if pruned.size else -1.0
+    top = max(thr.values())
+    for k in x:
+        d = (x[k] == 0) != (y[k] == 0)
+        diff += int(np.count_nonzero(d))
+        total += x[k].size
+        t = top if scope == "global" else thr[k]
+        at.append(bool(np.all(np.abs(w[k])[d] == t)))
+    return diff, total, all(at)
 
 
 def main():
@@ -97,9 +114,9 @@ def main():
             mt.append(wall([a.bin, "prune", path, "-o", mo, "--amount", "0.5", "--scope", scope,
                             "--threads", str(a.threads), "--json"]))
         t, m = statistics.median(tt), statistics.median(mt)
-        diff, total = same_zeros(to, mo)
+        diff, total, ties = same_zeros(path, to, mo, scope)
         print(f"{scope:8s} {t:9.2f} {m:11.2f} {size / t / 1e9:11.2f} {size / m / 1e9:14.2f} "
-              f"{t / m:8.1f}x  {'yes' if diff == 0 else f'{diff} of {total} differ'}"
+              f"{t / m:8.1f}x  {'yes' if diff == 0 else f'{diff} of {total} differ' + (', all ties' if ties else ', NOT ties')}"
               f"   (torch runs {', '.join(f'{x:.2f}' for x in tt)}; modelopt {', '.join(f'{x:.2f}' for x in mt)})")
         for p in (to, mo):
             os.remove(p)

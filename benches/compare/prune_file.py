@@ -15,7 +15,7 @@ Usage: python3 benches/compare/prune_file.py [--file F.safetensors] [--bin targe
 Without --file, makes /tmp/modelopt-bench-8x4096.safetensors (8 x 4096x4096 f32, 537 MB; the
 file of quantize_file.py).
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 TORCH_SCRIPT = r"""
 import sys, time, torch
@@ -57,9 +57,10 @@ def make_file(path):
 
 
 def wall(cmd):
+    """(wall seconds of the whole process, its stdout)."""
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return time.perf_counter() - t, out
 
 
 def same_zeros(src, a, b, scope):
@@ -107,17 +108,24 @@ def main():
           f"{'modelopt GB/s':>14s} {'speed-up':>9s}  same zeros")
     for scope in a.scopes:
         to, mo = os.path.join(tmp, f"torch-{scope}.safetensors"), os.path.join(tmp, f"mo-{scope}.safetensors")
-        tt, mt = [], []
+        tt, mt, ti, mi = [], [], [], []
         for _ in range(a.repeat):
-            tt.append(wall([sys.executable, os.path.join(tmp, "torch_prune.py"), path, to, scope,
-                            str(a.threads)]))
-            mt.append(wall([a.bin, "prune", path, "-o", mo, "--amount", "0.5", "--scope", scope,
-                            "--threads", str(a.threads), "--json"]))
+            w, out = wall([sys.executable, os.path.join(tmp, "torch_prune.py"), path, to, scope,
+                           str(a.threads)])
+            tt.append(w)
+            ti.append(float(out.split()[-1]))
+            w, out = wall([a.bin, "prune", path, "-o", mo, "--amount", "0.5", "--scope", scope,
+                           "--threads", str(a.threads), "--json"])
+            mt.append(w)
+            mi.append(json.loads(out)["totals"]["seconds"])
         t, m = statistics.median(tt), statistics.median(mt)
         diff, total, ties = same_zeros(path, to, mo, scope)
         print(f"{scope:8s} {t:9.2f} {m:11.2f} {size / t / 1e9:11.2f} {size / m / 1e9:14.2f} "
-              f"{t / m:8.1f}x  {'yes' if diff == 0 else f'{diff} of {total} differ' + (', all ties' if ties else ', NOT ties')}"
-              f"   (torch runs {', '.join(f'{x:.2f}' for x in tt)}; modelopt {', '.join(f'{x:.2f}' for x in mt)})")
+              f"{t / m:8.1f}x  {'yes' if diff == 0 else f'{diff} of {total} differ' + (', all ties' if ties else ', NOT ties')}")
+        t, m = statistics.median(ti), statistics.median(mi)
+        print(f"{'  in-process (after imports; open to written):':48s} torch {t:.2f} s, modelopt {m:.2f} s, "
+              f"{t / m:.1f}x")
+        print(f"  runs: torch {', '.join(f'{x:.2f}' for x in tt)}; modelopt {', '.join(f'{x:.2f}' for x in mt)}")
         for p in (to, mo):
             os.remove(p)
     shutil.rmtree(tmp)

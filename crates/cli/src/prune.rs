@@ -112,7 +112,7 @@ pub struct PruneArgs {
     #[arg(long = "keep", value_name = "GLOB")]
     pub keep: Vec<String>,
     /// Remove coupled channels physically and write smaller tensors (see below for SPEC).
-    #[arg(long, value_name = "SPEC", conflicts_with_all = ["structure", "scope"])]
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["structure", "scope", "keep"])]
     pub shrink: Option<String>,
     /// With --shrink, keep each group's channel count a multiple of M (rounded up).
     #[arg(long, value_name = "M", requires = "shrink")]

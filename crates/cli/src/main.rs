@@ -1,4 +1,10 @@
-//! The `modelopt` command: inspect, quantize and compare model files (safetensors, GGUF).
+//! The `modelopt` command: inspect, quantize, prune and compare model files (safetensors, GGUF).
+//!
+//! - `modelopt inspect FILE`: every tensor and the totals.
+//! - `modelopt quantize IN -o OUT --type TYPE`: GGML block types, int8, int4.
+//! - `modelopt prune IN -o OUT --amount A`: pruned weights written as zeros (unstructured,
+//!   channels, N:M; per tensor or global), or `--shrink SPEC` for smaller tensors.
+//! - `modelopt compare A B`: per-tensor error metrics.
 //!
 //! Exit status: 0 on success, 2 on a usage error, 1 on any other failure (one line on stderr
 //! naming the file and the problem).
@@ -9,6 +15,7 @@ mod format;
 mod glob;
 mod inspect;
 mod plan;
+mod prune;
 mod quantize;
 mod rows;
 
@@ -16,12 +23,12 @@ use clap::{Parser, Subcommand};
 
 use error::CliError;
 
-/// Quantize and inspect neural-network checkpoints (safetensors, GGUF).
+/// Quantize, prune and inspect neural-network checkpoints (safetensors, GGUF).
 #[derive(Debug, Parser)]
 #[command(
     name = "modelopt",
     version,
-    about = "Quantize, inspect and compare neural-network checkpoints (safetensors, GGUF)"
+    about = "Quantize, prune, inspect and compare neural-network checkpoints (safetensors, GGUF)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +41,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Quantize a checkpoint into GGUF or safetensors.
     Quantize(quantize::QuantizeArgs),
+    /// Prune a safetensors checkpoint: zeros in the same shapes, or --shrink to smaller tensors.
+    Prune(prune::PruneArgs),
     /// Per-tensor error metrics between two checkpoints.
     Compare(compare::CompareArgs),
 }
@@ -47,6 +56,7 @@ fn main() {
     let result = match &cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Prune(a) => prune::run(a),
         Command::Compare(a) => compare::run(a),
     };
     if let Err(e) = result {

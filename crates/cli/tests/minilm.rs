@@ -64,3 +64,90 @@ fn minilm_every_type() {
     ok(&["inspect", dir.join("minilm-q4_k.gguf").to_str().unwrap()]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn minilm_prune_and_shrink_the_feed_forward_blocks() {
+    let Some(model) = std::env::var_os("MODELOPT_MINILM") else {
+        eprintln!("SKIPPED: set MODELOPT_MINILM to all-MiniLM-L6-v2's model.safetensors");
+        return;
+    };
+    let model = std::path::PathBuf::from(model);
+    let m = model.to_str().unwrap();
+    let dir = temp_dir("minilm-prune");
+    // 50% per tensor, then 50% of the rest: 75% of the pruned tensors' weights are zero.
+    let (p1, p2) = (dir.join("p50.safetensors"), dir.join("p75.safetensors"));
+    let r1 = ok_json(&[
+        "prune",
+        m,
+        "-o",
+        p1.to_str().unwrap(),
+        "--amount",
+        "0.5",
+        "--json",
+    ]);
+    let r2 = ok_json(&[
+        "prune",
+        p1.to_str().unwrap(),
+        "-o",
+        p2.to_str().unwrap(),
+        "--amount",
+        "0.5",
+        "--json",
+    ]);
+    let sp = |r: &serde_json::Value| r["totals"]["sparsity_of_pruned_tensors"].as_f64().unwrap();
+    assert!((sp(&r1) - 0.5).abs() < 1e-3 && (sp(&r2) - 0.75).abs() < 1e-3);
+    assert_eq!(r1["totals"]["pruned_tensors"], 40); // the 2-D float tensors
+    // Physical removal of half of every layer's feed-forward channels.
+    let s = dir.join("ffn50.safetensors");
+    let spec = "encoder.layer.*.intermediate.dense.weight:0, encoder.layer.*.intermediate.dense.bias:0, encoder.layer.*.output.dense.weight:1";
+    let rep = ok_json(&[
+        "prune",
+        m,
+        "-o",
+        s.to_str().unwrap(),
+        "--amount",
+        "0.5",
+        "--multiple-of",
+        "8",
+        "--shrink",
+        spec,
+        "--json",
+    ]);
+    let groups = rep["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 6);
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["channels_before"] == 1536 && g["channels_after"] == 768)
+    );
+    let insp = ok_json(&["inspect", s.to_str().unwrap(), "--json"]);
+    let shape = |n: &str| {
+        insp["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap()["shape"]
+            .clone()
+    };
+    assert_eq!(
+        shape("encoder.layer.5.intermediate.dense.weight"),
+        serde_json::json!([768, 384])
+    );
+    assert_eq!(
+        shape("encoder.layer.5.output.dense.weight"),
+        serde_json::json!([384, 768])
+    );
+    assert_eq!(
+        insp["total_parameters"],
+        22_713_728 - 6 * 768 * (384 + 1 + 384)
+    );
+    println!(
+        "MiniLM --shrink FFN 50%: {} -> {} parameters, {} -> {} bytes",
+        rep["totals"]["parameters_before"],
+        rep["totals"]["parameters_after"],
+        rep["totals"]["bytes_before"],
+        rep["totals"]["bytes_after"]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

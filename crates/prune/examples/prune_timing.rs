@@ -1,5 +1,6 @@
 //! Plain timing of the pruning cases of `benches/prune_speed.rs`, one line per case
-//! (`name milliseconds`), so that `benches/compare/prune.py` can interleave it with torch.
+//! (`name milliseconds`, the median of 3 back-to-back calls, each result dropped before the next
+//! as in criterion's loop), so that `benches/compare/prune.py` can interleave it with torch.
 //!
 //! `cargo run --release -p modelopt-prune --example prune_timing -- [reps]`
 
@@ -40,29 +41,39 @@ fn main() -> Result<(), modelopt_prune::PruneError> {
     let ch1 = Pruner::new(L1Magnitude)
         .amount(half)
         .structure(Structure::channels(1, Norm::L2));
+    assert_eq!(l1.prune(&w)?.num_pruned(), 4096 * 4096 / 2);
+    type Case<'a> = (
+        &'a str,
+        Box<dyn Fn() -> Result<(), modelopt_prune::PruneError> + 'a>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        ("l1_unstructured_50", Box::new(|| l1.prune(&w).map(drop))),
+        (
+            "ln_structured_l2_dim0_50",
+            Box::new(|| ch0.prune(&w).map(drop)),
+        ),
+        (
+            "ln_structured_l2_dim1_50",
+            Box::new(|| ch1.prune(&w).map(drop)),
+        ),
+        (
+            "global_l1_16x1024x1024_50",
+            Box::new(|| l1.prune_global(&views, None).map(drop)),
+        ),
+    ];
     for _ in 0..reps {
-        let t = Instant::now();
-        let m = l1.prune(&w)?;
-        println!("l1_unstructured_50 {:.3}", t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(m.num_pruned(), 4096 * 4096 / 2);
-        let t = Instant::now();
-        std::hint::black_box(ch0.prune(&w)?);
-        println!(
-            "ln_structured_l2_dim0_50 {:.3}",
-            t.elapsed().as_secs_f64() * 1e3
-        );
-        let t = Instant::now();
-        std::hint::black_box(ch1.prune(&w)?);
-        println!(
-            "ln_structured_l2_dim1_50 {:.3}",
-            t.elapsed().as_secs_f64() * 1e3
-        );
-        let t = Instant::now();
-        std::hint::black_box(l1.prune_global(&views, None)?);
-        println!(
-            "global_l1_16x1024x1024_50 {:.3}",
-            t.elapsed().as_secs_f64() * 1e3
-        );
+        for (name, f) in &cases {
+            // As criterion's loop: the result is dropped before the next call, so the
+            // allocator reuses its memory; the median of 3 back-to-back calls is printed.
+            let mut t = [0f64; 3];
+            for x in &mut t {
+                let start = Instant::now();
+                std::hint::black_box(f()?);
+                *x = start.elapsed().as_secs_f64() * 1e3;
+            }
+            t.sort_by(f64::total_cmp);
+            println!("{name} {:.3}", t[1]);
+        }
     }
     Ok(())
 }

@@ -139,7 +139,48 @@ impl Pruner {
         self.prune_impl(weights.view().into_dyn(), Some(prior))
     }
 
+    /// Prunes `weights` whose exact zeros count as already pruned (a checkpoint read back from
+    /// disk): the same mask as [`Pruner::prune_again`] with [`Mask::from_nonzero`] as the prior,
+    /// so a second run on a pruned file composes as torch's `PruningContainer`. For `|w|`
+    /// criteria on unstructured weights the zeros are the lowest scores anyway, so this prunes
+    /// `zeros + k` from scratch in the fast path, without building the prior mask.
+    ///
+    /// ```
+    /// use modelopt_prune::{Amount, L1Magnitude, Mask, Pruner};
+    /// use ndarray::array;
+    /// let w = array![0.0f32, 4.0, -1.0, 0.0, 3.0, 2.0];
+    /// let p = Pruner::new(L1Magnitude).amount(Amount::fraction(0.5)?);
+    /// let m = p.prune_composed(&w)?;
+    /// assert_eq!(m.to_u8(), array![0u8, 1, 0, 0, 1, 0].into_dyn()); // 4 left, 2 more pruned
+    /// assert_eq!(m, p.prune_again(&w, &Mask::from_nonzero(&w))?);
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    pub fn prune_composed<D: Dimension>(&self, weights: &ArrayRef<f32, D>) -> Result<Mask> {
+        let w = weights.view().into_dyn();
+        let zeros = count_zeros(&w);
+        if zeros == 0 {
+            return self.prune_impl(w, None);
+        }
+        if self.structure == Structure::Unstructured && self.criterion.is_abs_magnitude() {
+            let n = w.len();
+            let k = self.amount.units_to_prune_of(n, n - zeros, "weights")?;
+            // Zeros have the lowest key of all (ties among them go first in any case): pruning
+            // `zeros + k` from scratch prunes all of them and the same k others.
+            return self.prune_impl_amount(w, None, Amount::Count(zeros + k));
+        }
+        self.prune_impl(w.view(), Some(&Mask::from_nonzero(&w)))
+    }
+
     fn prune_impl(&self, weights: ArrayViewD<'_, f32>, prior: Option<&Mask>) -> Result<Mask> {
+        self.prune_impl_amount(weights, prior, self.amount)
+    }
+
+    fn prune_impl_amount(
+        &self,
+        weights: ArrayViewD<'_, f32>,
+        prior: Option<&Mask>,
+        amount: Amount,
+    ) -> Result<Mask> {
         if weights.is_empty() {
             return Err(CoreError::Empty { what: "weights" }.into());
         }
@@ -174,9 +215,7 @@ impl Pruner {
         let keep = match self.structure {
             Structure::Unstructured => {
                 let remaining = prior.map_or(w_slice.len(), Mask::num_kept);
-                let k = self
-                    .amount
-                    .units_to_prune_of(w_slice.len(), remaining, "weights")?;
+                let k = amount.units_to_prune_of(w_slice.len(), remaining, "weights")?;
                 let seg_scores;
                 if fused_check && k == 0 {
                     check_finite(&w)?;
@@ -227,7 +266,7 @@ impl Pruner {
                     channel_norms(s, &shape, axis, norm)?
                 };
                 let alive = alive_channels(prior_slice, &shape, axis)?;
-                let ch = keep_channels(&norms, &alive, &self.amount)?;
+                let ch = keep_channels(&norms, &alive, &amount)?;
                 expand(&ch, prior_slice, &shape, axis)?
             }
             Structure::NM { n, m } => {
@@ -241,7 +280,7 @@ impl Pruner {
                 let s = self.scores(&w, prior)?;
                 let mut keep =
                     prior.map_or_else(|| Mask::ones(&shape).keep().clone(), |p| p.keep().clone());
-                block_keep(s.view(), keep.view_mut(), rows, cols, &self.amount)?;
+                block_keep(s.view(), keep.view_mut(), rows, cols, &amount)?;
                 return Ok(Mask::from_keep(keep));
             }
         };
@@ -293,6 +332,16 @@ impl Pruner {
         tensors: &[ArrayViewD<'_, f32>],
         priors: Option<&[Mask]>,
     ) -> Result<Vec<Mask>> {
+        self.prune_global_amount(tensors, priors, self.amount, true)
+    }
+
+    fn prune_global_amount(
+        &self,
+        tensors: &[ArrayViewD<'_, f32>],
+        priors: Option<&[Mask]>,
+        amount: Amount,
+        check: bool,
+    ) -> Result<Vec<Mask>> {
         if self.structure != Structure::Unstructured {
             return Err(CoreError::invalid(
                 "scope",
@@ -312,7 +361,9 @@ impl Pruner {
         let mut scores = Vec::with_capacity(tensors.len());
         let mut keeps = Vec::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
-            check_finite(t)?;
+            if check {
+                check_finite(t)?;
+            }
             let prior = priors.map(|p| &p[i]);
             if let Some(p) = prior
                 && p.shape() != t.shape()
@@ -343,7 +394,7 @@ impl Pruner {
                     .map_or(t.len(), |k| k.iter().filter(|&&x| x).count())
             })
             .sum();
-        let k = self.amount.units_to_prune_of(total, remaining, "weights")?;
+        let k = amount.units_to_prune_of(total, remaining, "weights")?;
         let segs: Vec<Segment<'_>> = scores
             .iter()
             .zip(&keeps)
@@ -397,8 +448,6 @@ impl Pruner {
         scope: Scope,
         zeros_are_pruned: bool,
     ) -> Result<Vec<(String, Mask)>> {
-        let priors: Option<Vec<Mask>> =
-            zeros_are_pruned.then(|| tensors.iter().map(|(_, t)| Mask::from_nonzero(t)).collect());
         let in_tensor = |name: &str, e: PruneError| PruneError::InTensor {
             name: name.to_string(),
             source: Box::new(e),
@@ -406,11 +455,11 @@ impl Pruner {
         match scope {
             Scope::Local => tensors
                 .iter()
-                .enumerate()
-                .map(|(i, (name, t))| {
-                    let r = match &priors {
-                        Some(p) => self.prune_impl(t.view(), Some(&p[i])),
-                        None => self.prune_impl(t.view(), None),
+                .map(|(name, t)| {
+                    let r = if zeros_are_pruned {
+                        self.prune_composed(t)
+                    } else {
+                        self.prune_impl(t.view(), None)
                     };
                     r.map(|m| (name.to_string(), m))
                         .map_err(|e| in_tensor(name, e))
@@ -422,7 +471,28 @@ impl Pruner {
                 for (name, t) in tensors {
                     check_finite(t).map_err(|e| in_tensor(name, e.into()))?;
                 }
-                let masks = self.prune_global(&views, priors.as_deref())?;
+                let zeros: Option<Vec<usize>> =
+                    zeros_are_pruned.then(|| views.iter().map(count_zeros).collect());
+                let masks = match zeros {
+                    Some(z) if z.iter().any(|&z| z > 0) => {
+                        if self.structure == Structure::Unstructured
+                            && self.criterion.is_abs_magnitude()
+                        {
+                            // As in `prune_composed`: the zeros are the lowest keys overall.
+                            let total: usize = views.iter().map(|v| v.len()).sum();
+                            let zeros: usize = z.iter().sum();
+                            let k =
+                                self.amount
+                                    .units_to_prune_of(total, total - zeros, "weights")?;
+                            self.prune_global_amount(&views, None, Amount::Count(zeros + k), false)?
+                        } else {
+                            let priors: Vec<Mask> =
+                                views.iter().map(|t| Mask::from_nonzero(t)).collect();
+                            self.prune_global_amount(&views, Some(&priors), self.amount, false)?
+                        }
+                    }
+                    _ => self.prune_global_amount(&views, None, self.amount, false)?,
+                };
                 Ok(tensors
                     .iter()
                     .map(|(n, _)| n.to_string())
@@ -430,5 +500,13 @@ impl Pruner {
                     .collect())
             }
         }
+    }
+}
+
+/// Exact zeros (`0.0` and `-0.0`) in `w`.
+fn count_zeros(w: &ArrayViewD<'_, f32>) -> usize {
+    match w.as_slice_memory_order() {
+        Some(s) => s.iter().map(|&x| usize::from(x == 0.0)).sum(),
+        None => w.iter().filter(|&&x| x == 0.0).count(),
     }
 }

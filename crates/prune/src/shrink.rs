@@ -3,7 +3,9 @@
 //!
 //! A [`CouplingSpec`] names the tensor axes that index the same channels, e.g. for an MLP
 //! `fc1.weight:0, fc1.bias:0, fc2.weight:1` (rows of the first layer = its bias entries = the
-//! columns of the second). Groups are separated by `;` or new lines.
+//! columns of the second). Groups are separated by `;` or new lines. A `*` in a name stands for
+//! one dot-free part, matched consistently across a group, so one group written per layer
+//! covers every layer ([`CouplingSpec::resolve`]).
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -55,6 +57,119 @@ impl CouplingSpec {
     pub fn groups(&self) -> &[Vec<(String, usize)>] {
         &self.groups
     }
+
+    /// Expands the `*` wildcards of the spec against the tensor `names` (in their order), for
+    /// specs written once per layer.
+    ///
+    /// In a member name, `*` stands for a run of one or more characters other than `.` (one
+    /// dot-separated part of a name, or a piece of one, such as a layer number). Every member of
+    /// a group must hold the same number of `*`. The group's first member is matched against
+    /// `names`; for each match, what its `*`s matched is put, in order, into the `*`s of the
+    /// other members, and that makes one concrete group. So
+    /// `layer.*.fc1.weight:0, layer.*.fc1.bias:0, layer.*.fc2.weight:1` gives one group per layer,
+    /// and a layer's `fc2` never pairs with another layer's `fc1`. Groups without `*` are kept
+    /// as written.
+    ///
+    /// Errors: members with different numbers of `*`, a first member that matches no name, or
+    /// a substituted member (or a member without `*`) that is not among `names`.
+    ///
+    /// ```
+    /// use modelopt_prune::shrink::CouplingSpec;
+    /// let names = ["l.0.a.w", "l.0.a.b", "l.0.c.w", "l.1.a.w", "l.1.a.b", "l.1.c.w", "head.w"];
+    /// let spec: CouplingSpec = "l.*.a.w:0, l.*.a.b:0, l.*.c.w:1".parse()?;
+    /// let groups = spec.resolve(&names)?;
+    /// assert_eq!(groups.groups().len(), 2);
+    /// assert_eq!(groups.groups()[1][2], ("l.1.c.w".to_string(), 1));
+    /// assert!(spec.resolve(&["head.w"]).is_err());
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    pub fn resolve<S: AsRef<str>>(&self, names: &[S]) -> Result<CouplingSpec> {
+        let mut groups = Vec::new();
+        let known = |n: &str| names.iter().any(|x| x.as_ref() == n);
+        for g in &self.groups {
+            let stars = g[0].0.matches('*').count();
+            if let Some((bad, _)) = g.iter().find(|(n, _)| n.matches('*').count() != stars) {
+                return Err(PruneError::Coupling(format!(
+                    "`{bad}` has not as many `*` as `{}` (a group's members need the same number)",
+                    g[0].0
+                )));
+            }
+            if stars == 0 {
+                if let Some((missing, _)) = g.iter().find(|(n, _)| !known(n)) {
+                    return Err(PruneError::MissingTensor(missing.clone()));
+                }
+                groups.push(g.clone());
+                continue;
+            }
+            let before = groups.len();
+            for name in names {
+                let Some(caps) = capture(&g[0].0, name.as_ref()) else {
+                    continue;
+                };
+                let mut concrete = Vec::with_capacity(g.len());
+                for (pattern, axis) in g {
+                    let n = substitute(pattern, &caps);
+                    if !known(&n) {
+                        return Err(PruneError::Coupling(format!(
+                            "`{n}` (from `{pattern}`, to go with `{}`) not found",
+                            name.as_ref()
+                        )));
+                    }
+                    concrete.push((n, *axis));
+                }
+                groups.push(concrete);
+            }
+            if groups.len() == before {
+                return Err(PruneError::Coupling(format!(
+                    "`{}` matches no tensor",
+                    g[0].0
+                )));
+            }
+        }
+        Ok(CouplingSpec { groups })
+    }
+}
+
+/// What each `*` of `pattern` matched in `name` (a `*` matches 1+ characters other than `.`;
+/// the first, shortest-first match is taken), or `None`.
+fn capture(pattern: &str, name: &str) -> Option<Vec<String>> {
+    fn go(p: &[u8], n: &[u8], caps: &mut Vec<(usize, usize)>, at: usize) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some(b'*') => {
+                let max = n.iter().position(|&c| c == b'.').unwrap_or(n.len());
+                for len in 1..=max {
+                    caps.push((at, len));
+                    if go(&p[1..], &n[len..], caps, at + len) {
+                        return true;
+                    }
+                    caps.pop();
+                }
+                false
+            }
+            Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..], caps, at + 1),
+        }
+    }
+    let mut caps = Vec::new();
+    // Byte-wise. A capture ends where the pattern's next byte matches; that byte is ASCII or a
+    // UTF-8 lead byte, never a continuation byte, so captures end on char boundaries (`get`).
+    go(pattern.as_bytes(), name.as_bytes(), &mut caps, 0).then_some(())?;
+    caps.into_iter()
+        .map(|(at, len)| name.get(at..at + len).map(str::to_string))
+        .collect()
+}
+
+/// `pattern` with its `*`s replaced by `caps` in order.
+fn substitute(pattern: &str, caps: &[String]) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut it = caps.iter();
+    for part in pattern.split('*').enumerate() {
+        if part.0 > 0 {
+            out.push_str(it.next().map_or("*", String::as_str));
+        }
+        out.push_str(part.1);
+    }
+    out
 }
 
 impl FromStr for CouplingSpec {
@@ -182,6 +297,89 @@ impl Shrinker {
         Ok(self)
     }
 
+    /// The channels one coupling group keeps (ascending, in the group's numbering) and the
+    /// channel count before: what [`Shrinker::shrink`] selects for `group`, without copying
+    /// any tensor. Lets a caller holding only one group's tensors (e.g. streaming a checkpoint)
+    /// shrink them itself.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use modelopt_prune::{shrink::Shrinker, Amount};
+    /// use ndarray::array;
+    /// let mut t = BTreeMap::new();
+    /// t.insert("w".to_string(), array![[1.0f32], [0.1], [2.0]].into_dyn());
+    /// let (kept, before) = Shrinker::new(Amount::count(1)).channels_to_keep(&t, &[("w".into(), 0)])?;
+    /// assert_eq!((kept, before), (vec![0, 2], 3));
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    pub fn channels_to_keep(
+        &self,
+        tensors: &BTreeMap<String, ArrayD<f32>>,
+        group: &[(String, usize)],
+    ) -> Result<(Vec<usize>, usize)> {
+        let mut channels: Option<usize> = None;
+        let mut score: Vec<f64> = Vec::new();
+        for (name, axis) in group {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| PruneError::MissingTensor(name.clone()))?;
+            let in_t = |e: PruneError| PruneError::InTensor {
+                name: name.clone(),
+                source: Box::new(e),
+            };
+            check_finite(t).map_err(|e| in_t(e.into()))?;
+            if *axis >= t.ndim() {
+                return Err(in_t(
+                    CoreError::AxisOutOfRange {
+                        axis: *axis,
+                        ndim: t.ndim(),
+                    }
+                    .into(),
+                ));
+            }
+            let c = t.shape()[*axis];
+            match channels {
+                None => {
+                    channels = Some(c);
+                    score = vec![0.0; c];
+                }
+                Some(prev) if prev != c => {
+                    return Err(PruneError::Coupling(format!(
+                        "`{name}` has {c} channels on axis {axis}, the group's first member has {prev}"
+                    )));
+                }
+                Some(_) => {}
+            }
+            let s = self.criterion.scores(t).map_err(in_t)?;
+            check_finite(&s).map_err(|e| in_t(e.into()))?;
+            let s = s.as_standard_layout();
+            let norms = channel_norms(s.as_slice().unwrap_or(&[]), s.shape(), *axis, self.norm)
+                .map_err(in_t)?;
+            for (a, n) in score.iter_mut().zip(norms) {
+                *a = if self.norm == Norm::Inf {
+                    a.max(n)
+                } else {
+                    *a + n
+                };
+            }
+        }
+        let c = channels.unwrap_or(0);
+        if c == 0 {
+            return Err(PruneError::Coupling("a group with no channels".into()));
+        }
+        let k = self.amount.units_to_prune_of(c, c, "channels")?;
+        let mut keep_n = (c - k).max(1);
+        keep_n = keep_n
+            .div_ceil(self.multiple)
+            .saturating_mul(self.multiple)
+            .min(c);
+        let mut order: Vec<usize> = (0..c).collect();
+        order.sort_unstable_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+        let mut kept: Vec<usize> = order[c - keep_n..].to_vec();
+        kept.sort_unstable();
+        Ok((kept, c))
+    }
+
     /// Shrinks the tensors of every group of `spec`; tensors not named are returned unchanged.
     ///
     /// Errors: a missing tensor, a bad axis, members of one group with different channel
@@ -202,66 +400,7 @@ impl Shrinker {
         let mut kept_all = Vec::new();
         let mut before = Vec::new();
         for group in spec.groups() {
-            let mut channels: Option<usize> = None;
-            let mut score: Vec<f64> = Vec::new();
-            for (name, axis) in group {
-                let t = tensors
-                    .get(name)
-                    .ok_or_else(|| PruneError::MissingTensor(name.clone()))?;
-                let in_t = |e: PruneError| PruneError::InTensor {
-                    name: name.clone(),
-                    source: Box::new(e),
-                };
-                check_finite(t).map_err(|e| in_t(e.into()))?;
-                if *axis >= t.ndim() {
-                    return Err(in_t(
-                        CoreError::AxisOutOfRange {
-                            axis: *axis,
-                            ndim: t.ndim(),
-                        }
-                        .into(),
-                    ));
-                }
-                let c = t.shape()[*axis];
-                match channels {
-                    None => {
-                        channels = Some(c);
-                        score = vec![0.0; c];
-                    }
-                    Some(prev) if prev != c => {
-                        return Err(PruneError::Coupling(format!(
-                            "`{name}` has {c} channels on axis {axis}, the group's first member has {prev}"
-                        )));
-                    }
-                    Some(_) => {}
-                }
-                let s = self.criterion.scores(t).map_err(in_t)?;
-                check_finite(&s).map_err(|e| in_t(e.into()))?;
-                let s = s.as_standard_layout();
-                let norms = channel_norms(s.as_slice().unwrap_or(&[]), s.shape(), *axis, self.norm)
-                    .map_err(in_t)?;
-                for (a, n) in score.iter_mut().zip(norms) {
-                    *a = if self.norm == Norm::Inf {
-                        a.max(n)
-                    } else {
-                        *a + n
-                    };
-                }
-            }
-            let c = channels.unwrap_or(0);
-            if c == 0 {
-                return Err(PruneError::Coupling("a group with no channels".into()));
-            }
-            let k = self.amount.units_to_prune_of(c, c, "channels")?;
-            let mut keep_n = (c - k).max(1);
-            keep_n = keep_n
-                .div_ceil(self.multiple)
-                .saturating_mul(self.multiple)
-                .min(c);
-            let mut order: Vec<usize> = (0..c).collect();
-            order.sort_unstable_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
-            let mut kept: Vec<usize> = order[c - keep_n..].to_vec();
-            kept.sort_unstable();
+            let (kept, c) = self.channels_to_keep(&tensors, group)?;
             for (name, axis) in group {
                 if let Some(t) = tensors.get_mut(name) {
                     *t = t.select(Axis(*axis), &kept);
@@ -275,5 +414,29 @@ impl Shrinker {
             kept: kept_all,
             channels_before: before,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{capture, substitute};
+
+    #[test]
+    fn wildcards_match_one_dot_free_part() {
+        let c = |p: &str, n: &str| capture(p, n);
+        assert_eq!(c("l.*.w", "l.12.w"), Some(vec!["12".to_string()]));
+        // `*` does not cross a dot: an attention block's `output.dense` is not a layer's.
+        assert_eq!(
+            c("enc.*.output.dense.w", "enc.0.attention.output.dense.w"),
+            None
+        );
+        assert_eq!(
+            c("enc.*.output.dense.w", "enc.3.output.dense.w").unwrap(),
+            ["3"]
+        );
+        assert_eq!(c("b*.*.w", "blk7.ffn.w").unwrap(), ["lk7", "ffn"]);
+        assert_eq!(c("l.*.w", "l..w"), None);
+        assert_eq!(c("l.*é.w", "l.aé.w").unwrap(), ["a"]);
+        assert_eq!(substitute("x.*.y.*", &["1".into(), "b".into()]), "x.1.y.b");
     }
 }

@@ -209,6 +209,22 @@ mod tests {
     }
 
     #[test]
+    fn f32_matches_the_reference_across_cache_blocks() {
+        // Inner dimension and rows past gemm's k and m blocks: partial sums are carried across blocks.
+        let (m, k, n) = (150, 1100, 21);
+        for layout in [0, 3] {
+            let a = filled(m, k, 10, layout & 1 == 1);
+            let b = filled(k, n, 11, layout & 2 == 2);
+            let mut c = filled(m, n, 12, false);
+            check(1.0, &a, &b, 1.0, &mut c);
+        }
+        let w = filled(700, 1100, 13, false);
+        let x = filled(12, 1100, 14, false);
+        let mut y = filled(12, 700, 15, false);
+        check(1.0, &x, &w.t(), 1.0, &mut y); // the dense forward: x W^T, W read in place
+    }
+
+    #[test]
     fn f32_handles_transposed_and_strided_views() {
         let w = filled(64, 48, 4, false);
         let x = filled(20, 48, 5, false);

@@ -118,11 +118,25 @@ fn stored_teacher_logits_give_the_same_run_as_the_live_teacher() {
     let h2 = trainer
         .fit(&mut stored, &kd, None, &offline, None, Hooks::new())
         .unwrap();
-    assert_eq!(
+    // The stored logits come from one 120-row product, the live ones from 16-row batches: the f32
+    // GEMM's blocking depends on the batch size, so the two agree to rounding, not bit for bit (as
+    // in torch; seen: 1-2 ulp). A wrong pairing of logits and rows would be off by far more.
+    let (a, b) = (
         live.network.named_parameters(),
-        stored.network.named_parameters()
+        stored.network.named_parameters(),
     );
-    assert_eq!(h1.epochs[2].train.loss, h2.epochs[2].train.loss);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, p) in &a {
+        let q = &b[name];
+        let diff = p
+            .iter()
+            .zip(q)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{name}: parameters differ by {diff}");
+    }
+    let (l1, l2) = (h1.epochs[2].train.loss, h2.epochs[2].train.loss);
+    assert!((l1 - l2).abs() < 1e-5 * l1.abs().max(1.0), "{l1} vs {l2}");
 }
 
 #[test]

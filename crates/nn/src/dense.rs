@@ -1,8 +1,8 @@
 use modelopt_tensor_core::{CoreError, Float};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayRef2, Axis};
 use rand::rngs::StdRng;
 
+use crate::matmul::gemm;
 use crate::{Init, Result};
 
 /// A fully connected layer `y = x W^T + b`, with `W` of shape `[out, in]` (torch's `nn.Linear`
@@ -10,8 +10,8 @@ use crate::{Init, Result};
 ///
 /// The layer keeps no activations: [`Dense::backward`] takes the input it saw in the forward pass,
 /// and stores the gradients of the last backward call in [`Dense::weight_grad`] and
-/// [`Dense::bias_grad`] (overwritten, not accumulated). Matrix products are batched (`gemm` through
-/// `ndarray`), never per sample.
+/// [`Dense::bias_grad`] (overwritten, not accumulated). Matrix products are batched (one GEMM each, no
+/// transposed copies), never per sample.
 ///
 /// ```
 /// use modelopt_nn::Dense;
@@ -218,7 +218,7 @@ impl<A: Float> Dense<A> {
         y.rows_mut()
             .into_iter()
             .for_each(|mut row| row.assign(&self.bias));
-        general_mat_mul(A::one(), x, &self.weight.t(), A::one(), &mut y);
+        gemm(A::one(), x, &self.weight.t(), A::one(), &mut y);
         Ok(y)
     }
 
@@ -248,13 +248,13 @@ impl<A: Float> Dense<A> {
             }
             .into());
         }
-        general_mat_mul(A::one(), &dy.t(), x, A::zero(), &mut self.weight_grad);
+        gemm(A::one(), &dy.t(), x, A::zero(), &mut self.weight_grad);
         self.bias_grad.assign(&dy.sum_axis(Axis(0)));
         if !input_grad {
             return Ok(None);
         }
         let mut dx = Array2::zeros((x.nrows(), self.in_features()));
-        general_mat_mul(A::one(), dy, &self.weight, A::zero(), &mut dx);
+        gemm(A::one(), dy, &self.weight, A::zero(), &mut dx);
         Ok(Some(dx))
     }
 

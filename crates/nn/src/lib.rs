@@ -13,8 +13,9 @@
 //! - seeded shuffled [`MiniBatches`] and [`gather_rows`].
 //!
 //! Everything is generic over [`modelopt_tensor_core::Float`] (`f32` for training, `f64` for
-//! gradient checks), forward and backward are written by hand with batched matrix products
-//! (`ndarray`'s gemm), and every gradient is checked against finite differences in the tests.
+//! gradient checks), forward and backward are written by hand with batched matrix products (one
+//! GEMM per product: `gemm-f32` for `f32`, `ndarray`'s for `f64`), and every gradient is checked
+//! against finite differences in the tests.
 //!
 //! ```
 //! use modelopt_nn::{softmax_cross_entropy, Mlp, Optimizer, Sgd};
@@ -36,6 +37,7 @@ mod dropout;
 mod error;
 mod init;
 mod loss;
+mod matmul;
 mod mlp;
 mod optim;
 

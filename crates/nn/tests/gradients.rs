@@ -206,3 +206,61 @@ fn mlp_gelu_dropout_gradients_match_finite_differences() {
 fn mlp_hidden_feature_gradient_matches_finite_differences() {
     check_mlp(Activation::Tanh, 0.0, true);
 }
+
+/// The f32 products run on a different GEMM (`gemm-f32`) than the f64 ones checked above against
+/// finite differences (`ndarray`'s); an f32 network must give the f64 network's outputs and
+/// gradients to f32 rounding, on shapes wide enough for the vector kernels and their edges.
+#[test]
+fn f32_mlp_matches_the_checked_f64_mlp() {
+    let sizes = [37, 70, 19, 5];
+    let mut net64 = Mlp::<f64>::builder(&sizes).seed(4).build().unwrap();
+    let params: std::collections::BTreeMap<String, ArrayD<f32>> = net64
+        .named_parameters()
+        .into_iter()
+        .map(|(k, v)| {
+            // Non-zero biases: the forward product accumulates onto them.
+            let v = if k.ends_with("bias") {
+                ArrayD::from_shape_fn(v.raw_dim(), |i| 0.1 * (i[0] % 7) as f64 - 0.3)
+            } else {
+                v
+            };
+            (k, v.mapv(|x| x as f32))
+        })
+        .collect();
+    let mut net32 = Mlp::<f32>::builder(&sizes).build().unwrap();
+    net32.load_named_parameters(&params).unwrap();
+    // Round the f64 parameters and input to f32 too, so only the arithmetic differs.
+    let rounded = params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.mapv(f64::from)))
+        .collect();
+    net64.load_named_parameters(&rounded).unwrap();
+    let x64 = random(33, 37, 5).mapv(|v| v as f32 as f64);
+    let x32 = x64.mapv(|v| v as f32);
+    let labels: Vec<usize> = (0..33).map(|i| i % 5).collect();
+
+    let out64 = net64.forward(&x64).unwrap();
+    let out32 = net32.forward(&x32).unwrap();
+    for (a, b) in out32.iter().zip(&out64) {
+        assert!(
+            (*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()),
+            "output {a} vs {b}"
+        );
+    }
+    let (_, g64) = softmax_cross_entropy(&out64, &labels).unwrap();
+    net64.backward(&g64).unwrap();
+    net32.backward(&g64.mapv(|v| v as f32)).unwrap();
+    let grads64 = flat_grads(&mut net64);
+    let mut grads32 = Vec::new();
+    net32.visit_parameters(&mut |name, _, g| grads32.push((name.to_string(), g.to_owned())));
+    assert_eq!(grads32.len(), grads64.len());
+    for ((name, g32), (_, g64)) in grads32.iter().zip(&grads64) {
+        let scale = g64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in g32.iter().zip(g64) {
+            assert!(
+                (*a as f64 - b).abs() <= 1e-4 * scale.max(1e-3),
+                "{name}: {a} vs {b}"
+            );
+        }
+    }
+}

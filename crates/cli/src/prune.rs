@@ -7,13 +7,11 @@
 //! writes and reports.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use modelopt_io::{
     Checkpoint, DType, SafetensorsFile, SafetensorsWriter, TensorInfo, decode_f32, same_file,
 };
@@ -26,7 +24,7 @@ use serde_json::json;
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, json_f64, print_table};
 use crate::glob;
-use crate::quantize::init_threads;
+use crate::quantize::{init_threads, progress_bar};
 
 /// The criteria of `--criterion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -410,16 +408,6 @@ fn zero_elements<const N: usize>(raw: &[u8], keep: &[bool], out: &mut [u8]) {
                 }
             }
         });
-}
-
-fn progress_bar(total: u64, json: bool) -> ProgressBar {
-    if json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::default_bar()
-        .template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style)
 }
 
 fn view<'a>(path: &Path, t: &TensorInfo, x: &'a [f32]) -> CliResult<ArrayViewD<'a, f32>> {

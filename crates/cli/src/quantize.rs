@@ -288,7 +288,8 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     Ok(())
 }
 
-fn progress_bar(total: u64, json: bool) -> ProgressBar {
+/// The byte-progress bar on stderr, hidden with `--json` or when stderr is not a terminal.
+pub(crate) fn progress_bar(total: u64, json: bool) -> ProgressBar {
     if json || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -215,48 +215,20 @@ pub(super) unsafe fn search_8x32_x4(
     rmin: f32,
     nstep: usize,
 ) -> [Search8x32; 4] {
-    // Lane 8 * (b % 2) + j of register b / 2: sub-block j of super-block b.
-    let mut xt = [[[0f32; 16]; 32]; 2];
-    for (b, x) in xs.iter().enumerate() {
-        let (g, off) = (b / 2, (b % 2) * 8);
-        for (j, sub) in x.as_chunks::<32>().0.iter().enumerate() {
-            for i in 0..32 {
-                xt[g][i][off + j] = sub[i];
-            }
-        }
-    }
-    let mut wt = [[[0f32; 16]; 32]; 2];
-    for g in 0..2 {
-        let mut sum_x2 = [0f32; 16];
-        for row in &xt[g] {
-            for k in 0..16 {
-                sum_x2[k] += row[k] * row[k];
-            }
-        }
-        let av_x: [f32; 16] = std::array::from_fn(|k| (sum_x2[k] / 32.0).sqrt());
-        for i in 0..32 {
-            for k in 0..16 {
-                wt[g][i][k] = av_x[k] + xt[g][i][k].abs();
-            }
-        }
-    }
+    // SAFETY (all three calls): the caller checked the CPU.
+    let (xt, wt) = unsafe { super::search_avx512::transpose_8x32_x4(xs) };
     let mut lt = [[[0f32; 16]; 32]; 2];
-    // SAFETY: the caller checked the CPU.
     let (s, m) = unsafe {
         super::search_avx512::make_qkx2_quants_x16::<32, 2>(
             nmax, &xt, &wt, &mut lt, rmin, 0.1, nstep, false,
         )
     };
-    // The codes as bytes, row i of register g: byte k is element i of lane k.
-    // SAFETY: the caller checked the CPU (AVX-512F).
-    let bytes: [[[u8; 16]; 32]; 2] = unsafe { super::search_avx512::codes_to_bytes(&lt) };
+    let codes = unsafe { super::search_avx512::codes_8x32_x4(&lt) };
     std::array::from_fn(|b| {
         let (g, off) = (b / 2, (b % 2) * 8);
         let scales: [f32; 8] = std::array::from_fn(|j| s[g][off + j]);
         let mins: [f32; 8] = std::array::from_fn(|j| m[g][off + j]);
-        let l: [[u8; 32]; 8] =
-            std::array::from_fn(|j| std::array::from_fn(|i| bytes[g][i][off + j]));
-        finish_scales(&scales, &mins, l)
+        finish_scales(&scales, &mins, codes[b])
     })
 }
 

@@ -85,6 +85,14 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
             best[g] = _mm512_add_ps(best[g], _mm512_mul_ps(ld(&wt[g][i]), err_of(diff)));
         }
     }
+    // `x - min` per element, renewed when a lane takes a candidate (its `min` changes): the
+    // same value C computes in every candidate, without the subtraction in the hot loop.
+    let mut xm = [[zero; N]; G];
+    for g in 0..G {
+        for i in 0..N {
+            xm[g][i] = _mm512_sub_ps(ld(&xt[g][i]), min[g]);
+        }
+    }
     let mut laux = [[zero; N]; G];
     for is in 0..=nstep {
         let num = _mm512_set1_ps(rmin + rdelta * is as f32 + nmaxf);
@@ -98,7 +106,7 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
         for i in 0..N {
             for g in 0..G {
                 let x = ld(&xt[g][i]);
-                let l = clamp(rne(_mm512_mul_ps(isc[g], _mm512_sub_ps(x, min[g]))));
+                let l = clamp(rne(_mm512_mul_ps(isc[g], xm[g][i])));
                 laux[g][i] = l;
                 let wl = _mm512_mul_ps(ld(&wt[g][i]), l);
                 sum_l[g] = _mm512_add_ps(sum_l[g], wl);
@@ -133,14 +141,27 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
             ts[g] = _mm512_mask_blend_ps(pos, s, _mm512_div_ps(sum_xl[g], sum_l2[g]));
             ok[g] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, zero) & !flat[g];
         }
+        // The error only grows (non-negative terms; rounding is monotone), so once no lane can
+        // still beat its best, the rest of the sum cannot change a decision: stop there.
         let mut err = [zero; G];
-        for i in 0..N {
-            for g in 0..G {
-                let diff = _mm512_sub_ps(
-                    _mm512_add_ps(_mm512_mul_ps(ts[g], laux[g][i]), tm[g]),
-                    ld(&xt[g][i]),
-                );
-                err[g] = _mm512_add_ps(err[g], _mm512_mul_ps(ld(&wt[g][i]), err_of(diff)));
+        let mut start = 0;
+        while start < N {
+            let end = (start + 8).min(N);
+            for i in start..end {
+                for g in 0..G {
+                    let diff = _mm512_sub_ps(
+                        _mm512_add_ps(_mm512_mul_ps(ts[g], laux[g][i]), tm[g]),
+                        ld(&xt[g][i]),
+                    );
+                    err[g] = _mm512_add_ps(err[g], _mm512_mul_ps(ld(&wt[g][i]), err_of(diff)));
+                }
+            }
+            start = end;
+            let alive = (0..G).fold(0u16, |a, g| {
+                a | (ok[g] & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(err[g], best[g]))
+            });
+            if alive == 0 {
+                break;
             }
         }
         for g in 0..G {
@@ -151,6 +172,7 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
                 min[g] = _mm512_mask_blend_ps(take, min[g], tm[g]);
                 for i in 0..N {
                     lv[g][i] = _mm512_mask_blend_ps(take, lv[g][i], laux[g][i]);
+                    xm[g][i] = _mm512_sub_ps(ld(&xt[g][i]), min[g]);
                 }
             }
         }
@@ -173,6 +195,121 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
         }
     }
     (out_scale, out_min)
+}
+
+/// Transposes a 16 x 16 matrix of 32-bit values held as 16 rows (unpack within 128-bit lanes,
+/// then move 128-bit lanes: 64 shuffles, no memory round trip).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for k in 0..8 {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // u[4a + c]: rows 4a..4a+4, in 128-bit lane q column c + 4q.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for a in 0..4 {
+        let pd = |v: __m512| _mm512_castps_pd(v);
+        let (t0, t1, t2, t3) = (
+            pd(t[4 * a]),
+            pd(t[4 * a + 1]),
+            pd(t[4 * a + 2]),
+            pd(t[4 * a + 3]),
+        );
+        u[4 * a] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        u[4 * a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        u[4 * a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        u[4 * a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    // v: for rows 0..8 (h = 0) and 8..16 (h = 1), columns c and c + 8 (0x88), c + 4 and
+    // c + 12 (0xdd), rows 4h..4h+4 then 4h+4..4h+8 in each.
+    let mut v = [[_mm512_setzero_ps(); 8]; 2];
+    for h in 0..2 {
+        for c in 0..4 {
+            let (lo, hi) = (u[8 * h + c], u[8 * h + 4 + c]);
+            v[h][c] = _mm512_shuffle_f32x4::<0x88>(lo, hi);
+            v[h][4 + c] = _mm512_shuffle_f32x4::<0xdd>(lo, hi);
+        }
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        out[c] = _mm512_shuffle_f32x4::<0x88>(v[0][c], v[1][c]);
+        out[c + 8] = _mm512_shuffle_f32x4::<0xdd>(v[0][c], v[1][c]);
+        out[c + 4] = _mm512_shuffle_f32x4::<0x88>(v[0][4 + c], v[1][4 + c]);
+        out[c + 12] = _mm512_shuffle_f32x4::<0xdd>(v[0][4 + c], v[1][4 + c]);
+    }
+    out
+}
+
+/// Four super-blocks of 256 weights laid out for [`make_qkx2_quants_x16`] with `G = 2`: lane
+/// `8 * (b % 2) + j` of register `b / 2` holds sub-block `j` (32 weights) of super-block `b`.
+/// Returns the weights side by side (`xt[g][i]` is element `i` of every lane) and the K-quant
+/// importance `sqrt(mean(x^2)) + |x|` of each (the sum of squares in C's order).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose_8x32_x4(
+    xs: &[[f32; 256]; 4],
+) -> ([[[f32; 16]; 32]; 2], [[[f32; 16]; 32]; 2]) {
+    let abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fff_ffff));
+    let mut xt = [[[0f32; 16]; 32]; 2];
+    let mut wt = [[[0f32; 16]; 32]; 2];
+    for g in 0..2 {
+        // Sixteen floats at a time: chunk 2m + half is half `half` of sub-block m (lane m).
+        let pair = [&xs[2 * g], &xs[2 * g + 1]];
+        let chunk = |c: usize| {
+            let src: &[f32; 16] = &pair[c / 16].as_chunks::<16>().0[c % 16];
+            // SAFETY: a whole `[f32; 16]` read.
+            unsafe { _mm512_loadu_ps(src.as_ptr()) }
+        };
+        let first = transpose_16x16(std::array::from_fn(|m| chunk(2 * m)));
+        let second = transpose_16x16(std::array::from_fn(|m| chunk(2 * m + 1)));
+        let rows = |i: usize| if i < 16 { first[i] } else { second[i - 16] };
+        let mut sum_x2 = _mm512_setzero_ps();
+        for i in 0..32 {
+            sum_x2 = _mm512_add_ps(sum_x2, _mm512_mul_ps(rows(i), rows(i)));
+        }
+        let av_x = _mm512_sqrt_ps(_mm512_div_ps(sum_x2, _mm512_set1_ps(32.0)));
+        for i in 0..32 {
+            let row = rows(i);
+            // SAFETY: whole `[f32; 16]` stores.
+            unsafe {
+                _mm512_storeu_ps(xt[g][i].as_mut_ptr(), row);
+                _mm512_storeu_ps(
+                    wt[g][i].as_mut_ptr(),
+                    _mm512_add_ps(av_x, _mm512_and_ps(row, abs_mask)),
+                );
+            }
+        }
+    }
+    (xt, wt)
+}
+
+/// The codes of [`make_qkx2_quants_x16`] in the layout of [`transpose_8x32_x4`] back per
+/// super-block and sub-block: `out[b][j][i]`.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn codes_8x32_x4(lt: &[[[f32; 16]; 32]; 2]) -> [[[u8; 32]; 8]; 4] {
+    let mut out = [[[0u8; 32]; 8]; 4];
+    for g in 0..2 {
+        // SAFETY: whole `[f32; 16]` reads.
+        let row = |i: usize| unsafe { _mm512_loadu_ps(lt[g][i].as_ptr()) };
+        for half in 0..2 {
+            // Back to one register per lane (sub-block): elements 16 * half.. of each.
+            let per_lane = transpose_16x16(std::array::from_fn(|i| row(16 * half + i)));
+            for (m, v) in per_lane.iter().enumerate() {
+                let bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(*v));
+                let dst = &mut out[2 * g + m / 8][m % 8][16 * half..16 * half + 16];
+                // SAFETY: a 16-byte store into a 16-byte slice.
+                unsafe { _mm_storeu_si128(dst.as_mut_ptr().cast(), bytes) };
+            }
+        }
+    }
+    out
 }
 
 /// The small non-negative integral codes of the search as bytes (`vcvttps2dq` + `vpmovdb`).
@@ -200,6 +337,30 @@ pub(crate) unsafe fn codes_to_bytes<const N: usize, const G: usize>(
 mod tests {
     use super::super::search::make_qkx2_quants_lanes;
     use super::*;
+
+    #[test]
+    fn transpose_16x16_transposes() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let m: [[f32; 16]; 16] =
+            std::array::from_fn(|r| std::array::from_fn(|c| (16 * r + c) as f32));
+        // SAFETY: feature checked above; whole-array loads and stores.
+        let t = unsafe {
+            let rows = std::array::from_fn(|r| _mm512_loadu_ps(m[r].as_ptr()));
+            let out = transpose_16x16(rows);
+            let mut t = [[0f32; 16]; 16];
+            for r in 0..16 {
+                _mm512_storeu_ps(t[r].as_mut_ptr(), out[r]);
+            }
+            t
+        };
+        for r in 0..16 {
+            for c in 0..16 {
+                assert_eq!(t[r][c], m[c][r], "({r}, {c})");
+            }
+        }
+    }
 
     /// The intrinsics kernel against the portable one on random sub-blocks, flat lanes included.
     #[test]

@@ -242,6 +242,9 @@ fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
     out
 }
 
+/// Two registers of 16 lanes by 32 elements: four super-blocks' sub-blocks side by side.
+pub(crate) type Pairs = [[[f32; 16]; 32]; 2];
+
 /// Four super-blocks of 256 weights laid out for [`make_qkx2_quants_x16`] with `G = 2`: lane
 /// `8 * (b % 2) + j` of register `b / 2` holds sub-block `j` (32 weights) of super-block `b`.
 /// Returns the weights side by side (`xt[g][i]` is element `i` of every lane) and the K-quant
@@ -250,9 +253,7 @@ fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn transpose_8x32_x4(
-    xs: &[[f32; 256]; 4],
-) -> ([[[f32; 16]; 32]; 2], [[[f32; 16]; 32]; 2]) {
+pub(crate) unsafe fn transpose_8x32_x4(xs: &[[f32; 256]; 4]) -> (Pairs, Pairs) {
     let abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fff_ffff));
     let mut xt = [[[0f32; 16]; 32]; 2];
     let mut wt = [[[0f32; 16]; 32]; 2];
@@ -293,7 +294,7 @@ pub(crate) unsafe fn transpose_8x32_x4(
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn codes_8x32_x4(lt: &[[[f32; 16]; 32]; 2]) -> [[[u8; 32]; 8]; 4] {
+pub(crate) unsafe fn codes_8x32_x4(lt: &Pairs) -> [[[u8; 32]; 8]; 4] {
     let mut out = [[[0u8; 32]; 8]; 4];
     for g in 0..2 {
         // SAFETY: whole `[f32; 16]` reads.
@@ -306,27 +307,6 @@ pub(crate) unsafe fn codes_8x32_x4(lt: &[[[f32; 16]; 32]; 2]) -> [[[u8; 32]; 8];
                 let dst = &mut out[2 * g + m / 8][m % 8][16 * half..16 * half + 16];
                 // SAFETY: a 16-byte store into a 16-byte slice.
                 unsafe { _mm_storeu_si128(dst.as_mut_ptr().cast(), bytes) };
-            }
-        }
-    }
-    out
-}
-
-/// The small non-negative integral codes of the search as bytes (`vcvttps2dq` + `vpmovdb`).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn codes_to_bytes<const N: usize, const G: usize>(
-    lt: &[[[f32; 16]; N]; G],
-) -> [[[u8; 16]; N]; G] {
-    let mut out = [[[0u8; 16]; N]; G];
-    for g in 0..G {
-        for i in 0..N {
-            // SAFETY: a whole `[f32; 16]` read, a whole `[u8; 16]` written.
-            unsafe {
-                let v = _mm512_cvttps_epi32(_mm512_loadu_ps(lt[g][i].as_ptr()));
-                _mm_storeu_si128(out[g][i].as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v));
             }
         }
     }

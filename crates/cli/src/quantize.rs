@@ -1,10 +1,8 @@
 //! `modelopt quantize IN -o OUT --type TYPE ...`: one tensor at a time, rows in parallel.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
 use clap::ValueEnum;
@@ -12,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use modelopt_io::{
     Checkpoint, CheckpointTensor, DType, FORMAT_KEY, FORMAT_VERSION, FileFormat, GgufValue,
     GgufWriter, QUANT_KEY_PREFIX, QuantLayout, SCALE_SUFFIX, SafetensorsWriter, TensorInfo,
-    f32_to_bytes, same_file,
+    TensorOut, f32_to_bytes, same_file,
 };
 use modelopt_quantize::QuantScheme;
 use modelopt_quantize::ggml::GgmlType;
@@ -21,7 +19,7 @@ use serde_json::json;
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
-use crate::rows::{Source, quantize_ggml, quantize_uniform, sqnr_db};
+use crate::rows::{Source, ggml_bytes, quantize_ggml, quantize_uniform, sqnr_db};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,31 +130,6 @@ struct Row {
     note: String,
 }
 
-/// What the computation hands the writer thread: a tensor's name and bytes, or `None` to
-/// complete the file.
-type Message<'a> = Option<(String, Cow<'a, [u8]>)>;
-
-/// The computation's end of the writer thread.
-struct Output<'a, 'r> {
-    send: SyncSender<Message<'a>>,
-    recycled: &'r Receiver<Vec<u8>>,
-}
-
-impl<'a> Output<'a, '_> {
-    /// Hands a tensor to the writer. A closed channel means the writer failed; its error is the
-    /// one reported.
-    fn write(&self, name: String, bytes: Cow<'a, [u8]>) -> CliResult<()> {
-        self.send
-            .send(Some((name, bytes)))
-            .map_err(|_| CliError::Failure(String::new()))
-    }
-
-    /// A buffer the writer is done with, or a new one.
-    fn buffer(&self) -> Vec<u8> {
-        self.recycled.try_recv().unwrap_or_default()
-    }
-}
-
 /// Where the output goes.
 enum Sink {
     Gguf(GgufWriter),
@@ -168,6 +141,13 @@ impl Sink {
         match self {
             Sink::Gguf(w) => w.write_tensor(name, bytes),
             Sink::Safetensors(w) => w.write_tensor(name, bytes),
+        }
+    }
+
+    fn begin_tensor(&mut self, name: &str, len: usize) -> modelopt_io::Result<TensorOut<'_>> {
+        match self {
+            Sink::Gguf(w) => w.begin_tensor(name, len),
+            Sink::Safetensors(w) => w.begin_tensor(name, len),
         }
     }
 
@@ -230,59 +210,18 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         .map(|t| plan(&t.info, t.is_float(), target, &args.keep))
         .collect();
 
-    let sink = open_sink(args, format, &input, &tensors, &actions)?;
+    let mut sink = open_sink(args, format, &input, &tensors, &actions)?;
     let total_in: u64 = tensors.iter().map(|t| t.stored_bytes as u64).sum();
     let bar = progress_bar(total_in, args.json);
     let mut rows = Vec::with_capacity(tensors.len());
-    // A writer thread writes tensor i while the pool quantizes tensor i + 1: the kernel's copy
-    // into the page cache costs as much as the quantization itself. The rendezvous channel keeps
-    // at most one finished tensor waiting, so memory stays bounded by a few outputs.
-    std::thread::scope(|scope| -> CliResult<()> {
-        // `Some` carries a tensor; `None` says all went well and the file may be completed. A
-        // channel closed without it (the computation failed) drops the sink unfinished, which
-        // removes its temporary file.
-        let (send, receive) = std::sync::mpsc::sync_channel::<Message<'_>>(0);
-        // Written buffers come back to be filled again: no fresh pages to fault in and zero for
-        // every tensor.
-        let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-        let writer = scope.spawn(move || -> CliResult<()> {
-            let mut sink = sink;
-            while let Ok(message) = receive.recv() {
-                match message {
-                    Some((name, bytes)) => {
-                        sink.write(&name, &bytes)?;
-                        if let Cow::Owned(b) = bytes {
-                            let _ = give_back.send(b);
-                        }
-                    }
-                    None => return Ok(sink.finish()?),
-                }
-            }
-            Ok(())
-        });
-        let out = Output {
-            send,
-            recycled: &recycled,
-        };
-        let computed = (|| -> CliResult<()> {
-            for (t, action) in tensors.iter().zip(&actions) {
-                bar.set_message(t.info.name.clone());
-                let row = process(&input, t, action, format, &out)?;
-                input.release(&t.info.name)?;
-                bar.inc(t.stored_bytes as u64);
-                rows.push(row);
-            }
-            out.send
-                .send(None)
-                .map_err(|_| CliError::Failure(String::new()))
-        })();
-        drop(out);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(CliError::Failure("the writer thread panicked".into())));
-        // The writer's error explains a failed send, so it comes first.
-        written.and(computed)
-    })?;
+    for (t, action) in tensors.iter().zip(&actions) {
+        bar.set_message(t.info.name.clone());
+        rows.push(process(&input, t, action, format, &mut sink)?);
+        input.release(&t.info.name)?;
+        bar.inc(t.stored_bytes as u64);
+    }
+    // An early return above drops the sink unfinished, which removes its temporary file.
+    sink.finish()?;
     bar.finish_and_clear();
     report(args, format, &rows, start.elapsed().as_secs_f64());
     Ok(())
@@ -393,14 +332,13 @@ fn open_sink(
     })
 }
 
-fn process<'a>(
-    input: &'a Checkpoint,
+fn process(
+    input: &Checkpoint,
     t: &CheckpointTensor,
     action: &Action,
     format: FileFormat,
-    output: &Output<'a, '_>,
+    sink: &mut Sink,
 ) -> CliResult<Row> {
-    let out = |name: String, bytes: Cow<'a, [u8]>| output.write(name, bytes);
     let name = &t.info.name;
     let at = |p: String| failure(input.path(), format!("tensor `{name}`: {p}"));
     let parameters = t.info.elements()? as u64;
@@ -408,14 +346,21 @@ fn process<'a>(
     let (out_type, sqnr_db, bytes_out, note) = match action {
         Action::Ggml { ty, note } => {
             let row = *shape.last().unwrap_or(&1);
-            let q = with_source(input, t, |src| {
-                quantize_ggml(*ty, src, row, output.buffer()).map_err(at)
+            let n = ggml_bytes(*ty, parameters as usize, row).map_err(at)?;
+            // The rows are quantized in parallel and each group of them written straight to its
+            // place in the output: no tensor-sized buffer, and the copy into the page cache is
+            // shared by the threads.
+            let part = sink.begin_tensor(name, n)?;
+            let sums = with_source(input, t, |src| {
+                quantize_ggml(*ty, src, row, |offset, bytes| {
+                    part.write_at(offset, bytes).map_err(|e| e.to_string())
+                })
+                .map_err(at)
             })?;
-            let (n, sqnr) = (q.bytes.len(), q.sqnr_db());
-            out(name.clone(), Cow::Owned(q.bytes))?;
+            part.finish()?;
             (
                 ty.name().to_string(),
-                Some(sqnr),
+                Some(sqnr_db(sums)),
                 n,
                 note.clone().unwrap_or_default(),
             )
@@ -439,8 +384,8 @@ fn process<'a>(
             })?;
             let scales = f32_to_bytes(&q.scales);
             let n = q.codes.len() + scales.len();
-            out(name.clone(), Cow::Owned(q.codes))?;
-            out(format!("{name}{SCALE_SUFFIX}"), Cow::Owned(scales))?;
+            sink.write(name, &q.codes)?;
+            sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
             (kind.to_string(), Some(sqnr_db(q.sums)), n, String::new())
         }
         Action::Copy(why) => {
@@ -449,14 +394,14 @@ fn process<'a>(
             if format == FileFormat::Gguf && declared[0].dtype != t.info.dtype {
                 let b = f32_to_bytes(&to_f32_any(input, t)?);
                 n += b.len();
-                out(name.clone(), Cow::Owned(b))?;
+                sink.write(name, &b)?;
             } else {
                 let b = input.tensor_bytes(name)?;
                 n += b.len();
-                out(name.clone(), Cow::Borrowed(b))?;
+                sink.write(name, b)?;
                 for (d, c) in declared[1..].iter().zip(input.companion_bytes(name)?) {
                     n += c.len();
-                    out(d.name.clone(), Cow::Borrowed(c))?;
+                    sink.write(&d.name, c)?;
                 }
             }
             let ty = declared[0].dtype.name();

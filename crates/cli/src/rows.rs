@@ -1,27 +1,10 @@
 //! Row-parallel quantization of one tensor, with the reconstruction error measured on the fly.
 
-use modelopt_io::{DType, decode_f32};
+use modelopt_io::{DType, decode_f32, f32_view};
 use modelopt_quantize::QuantScheme;
 use modelopt_quantize::ggml::{self, GgmlType};
 use ndarray::ArrayView2;
 use rayon::prelude::*;
-
-/// A quantized tensor and the sums its SQNR is computed from.
-pub struct Quantized {
-    /// The GGML blocks, row after row.
-    pub bytes: Vec<u8>,
-    /// Sum of squared inputs.
-    pub sum_sq_x: f64,
-    /// Sum of squared reconstruction errors.
-    pub sum_sq_err: f64,
-}
-
-impl Quantized {
-    /// `10 log10(sum x^2 / sum err^2)`, `+inf` for an exact reconstruction.
-    pub fn sqnr_db(&self) -> f64 {
-        sqnr_db((self.sum_sq_x, self.sum_sq_err))
-    }
-}
 
 /// Elements per parallel work item: enough to amortise scheduling, small enough to balance.
 const CHUNK_ELEMENTS: usize = 1 << 16;
@@ -44,7 +27,8 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Elements `first..first + len` as f32: borrowed, or decoded into `local`.
+    /// Elements `first..first + len` as f32: borrowed (f32 in memory, or aligned little-endian
+    /// F32 bytes viewed in place), or decoded into `local`.
     fn slice<'b>(
         &self,
         first: usize,
@@ -58,73 +42,72 @@ impl<'a> Source<'a> {
             Source::F32(all) => Ok(&all[first..first + len]),
             Source::Stored(d, raw) => {
                 let eb = d.element_bytes().unwrap_or(4);
+                let raw = &raw[first * eb..(first + len) * eb];
+                if d == DType::F32
+                    && let Some(x) = f32_view(raw)
+                {
+                    return Ok(x);
+                }
                 local.resize(len, 0.0f32);
-                decode_f32(d, &raw[first * eb..(first + len) * eb], local)
-                    .map_err(|e| e.to_string())?;
+                decode_f32(d, raw, local).map_err(|e| e.to_string())?;
                 Ok(local)
             }
         }
     }
 }
 
-/// Quantizes `src` (rows of `row_len`) to `ty` in parallel over groups of rows, decoding and
-/// dequantizing each group in small local buffers to accumulate the error, so memory stays at the
-/// output (plus the input when it is already in f32). The blocks go into `bytes`, a buffer to
-/// reuse (its contents are overwritten).
+/// Bytes of GGML blocks for `src` seen as rows of `row_len`, or why there are none.
+pub fn ggml_bytes(ty: GgmlType, elements: usize, row_len: usize) -> Result<usize, String> {
+    let row_bytes = ty.row_bytes(row_len).map_err(|e| e.to_string())?;
+    if row_len == 0 || !elements.is_multiple_of(row_len) {
+        return Err(format!(
+            "{elements} elements are not whole rows of {row_len}"
+        ));
+    }
+    Ok(elements / row_len * row_bytes)
+}
+
+/// Quantizes `src` (rows of `row_len`) to `ty` in parallel over groups of rows and hands each
+/// group's blocks to `put(byte_offset, bytes)` (which writes them to their place in the output),
+/// so a tensor is never assembled in memory. Each group's reconstruction error is summed on the
+/// way ([`ggml::error_sums`]). Returns `(sum x^2, sum (x - x_hat)^2)`.
 pub fn quantize_ggml(
     ty: GgmlType,
     src: Source<'_>,
     row_len: usize,
-    mut bytes: Vec<u8>,
-) -> Result<Quantized, String> {
-    let row_bytes = ty.row_bytes(row_len).map_err(|e| e.to_string())?;
+    put: impl Fn(usize, &[u8]) -> Result<(), String> + Sync,
+) -> Result<(f64, f64), String> {
     let n = src.len();
-    if row_len == 0 || !n.is_multiple_of(row_len) {
-        return Err(format!("{n} elements are not whole rows of {row_len}"));
-    }
+    ggml_bytes(ty, n, row_len)?;
+    let row_bytes = ty.row_bytes(row_len).map_err(|e| e.to_string())?;
     let rows = n / row_len;
     let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
-    let chunk_elems = rows_per_chunk * row_len;
-    bytes.clear();
-    bytes.resize(rows * row_bytes, 0);
-    let (sum_sq_x, sum_sq_err) = bytes
-        .par_chunks_mut(rows_per_chunk * row_bytes)
-        .enumerate()
-        // Per-thread buffers for the decoded input and the reconstruction, reused across chunks.
+    (0..rows.div_ceil(rows_per_chunk))
+        .into_par_iter()
+        // Per-thread buffers for the decoded input and the blocks.
         .map_init(
             || (Vec::new(), Vec::new()),
-            |(local, back): &mut (Vec<f32>, Vec<f32>), (chunk, dst)| {
-                let first = chunk * chunk_elems;
-                let len = dst.len() / row_bytes * row_len;
-                let x = src.slice(first, len, local)?;
-                back.resize(x.len(), 0.0);
-                for (i, ((d, s), b)) in dst
+            |(local, blocks): &mut (Vec<f32>, Vec<u8>), chunk| {
+                let first_row = chunk * rows_per_chunk;
+                let nrows = rows_per_chunk.min(rows - first_row);
+                let x = src.slice(first_row * row_len, nrows * row_len, local)?;
+                blocks.resize(nrows * row_bytes, 0);
+                for (i, (d, s)) in blocks
                     .chunks_exact_mut(row_bytes)
                     .zip(x.chunks_exact(row_len))
-                    .zip(back.chunks_exact_mut(row_len))
                     .enumerate()
                 {
-                    quantize_row(ty, s, d)
-                        .map_err(|e| format!("row {}: {e}", chunk * rows_per_chunk + i))?;
-                    dequantize_row(ty, d, b)?;
+                    quantize_row(ty, s, d).map_err(|e| format!("row {}: {e}", first_row + i))?;
                 }
-                Ok::<_, String>(error_sums(x, back))
+                put(first_row * row_bytes, blocks)?;
+                ggml::error_sums(ty, x, blocks).map_err(|e| e.to_string())
             },
         )
-        .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))?;
-    Ok(Quantized {
-        bytes,
-        sum_sq_x,
-        sum_sq_err,
-    })
+        .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))
 }
 
 fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), String> {
     ggml::quantize_row(ty, src, dst).map_err(|e| e.to_string())
-}
-
-fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), String> {
-    ggml::dequantize_row(ty, src, dst).map_err(|e| e.to_string())
 }
 
 /// A uniformly quantized tensor (int8 per channel or int4 per group), assembled from row chunks.
@@ -256,23 +239,47 @@ mod tests {
         assert!((se - want_e).abs() <= 1e-5 * want_e, "{se} {want_e}");
     }
 
+    /// Quantizes through `quantize_ggml` into one buffer.
+    fn blocks(ty: GgmlType, src: Source<'_>, row: usize) -> (Vec<u8>, (f64, f64)) {
+        let out = std::sync::Mutex::new(vec![0u8; ggml_bytes(ty, src.len(), row).unwrap()]);
+        let sums = quantize_ggml(ty, src, row, |at, b| {
+            out.lock().unwrap()[at..at + b.len()].copy_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        (out.into_inner().unwrap(), sums)
+    }
+
     #[test]
     fn stored_and_f32_sources_give_the_same_blocks() {
         // 3 rows of 64Ki + 64 elements: several chunks, the last one short.
         let row = 65536 + 64;
         let x = values(3 * row);
         let bytes = f32_to_bytes(&x);
-        let a = quantize_ggml(GgmlType::Q4_0, Source::F32(&x), row, Vec::new()).unwrap();
-        let b = quantize_ggml(
+        let (a, sa) = blocks(GgmlType::Q4_0, Source::F32(&x), row);
+        let (b, sb) = blocks(GgmlType::Q4_0, Source::Stored(DType::F32, &bytes), row);
+        // Misaligned stored bytes are decoded instead of viewed in place.
+        let shifted = [&[0u8][..], &bytes].concat();
+        let (c, sc) = blocks(
             GgmlType::Q4_0,
-            Source::Stored(DType::F32, &bytes),
+            Source::Stored(DType::F32, &shifted[1..]),
             row,
-            vec![7; 5],
-        )
-        .unwrap();
-        assert_eq!(a.bytes, b.bytes);
-        assert_eq!(a.bytes, ggml::quantize(GgmlType::Q4_0, &x).unwrap());
-        assert_eq!((a.sum_sq_x, a.sum_sq_err), (b.sum_sq_x, b.sum_sq_err));
+        );
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a, ggml::quantize(GgmlType::Q4_0, &x).unwrap());
+        assert_eq!(sa, sb);
+        assert_eq!(sa, sc);
+    }
+
+    #[test]
+    fn a_failing_output_stops_with_its_error() {
+        let x = values(4 * 1024);
+        let e = quantize_ggml(GgmlType::Q8_0, Source::F32(&x), 1024, |_, _| {
+            Err("disk full".to_string())
+        })
+        .unwrap_err();
+        assert_eq!(e, "disk full");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,6 +10,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A file written under a temporary name in the target folder and renamed over the target only by
 /// [`AtomicFile::commit`]: a failure (or a drop without commit) removes the temporary file, so no
 /// partial output is ever left at the target path.
+///
+/// Writes go straight to the file: sequentially through [`Write`] (unbuffered, so hand it large
+/// pieces), or at any offset through [`AtomicFile::write_at`], which takes `&self` so that
+/// several threads can fill different parts of the file at once.
 ///
 /// ```
 /// use std::io::Write;
@@ -28,7 +32,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct AtomicFile {
     target: PathBuf,
     temp: PathBuf,
-    writer: Option<BufWriter<File>>,
+    file: Option<File>,
 }
 
 impl AtomicFile {
@@ -60,7 +64,7 @@ impl AtomicFile {
         Ok(AtomicFile {
             target,
             temp,
-            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+            file: Some(file),
         })
     }
 
@@ -88,13 +92,10 @@ impl AtomicFile {
     /// # Ok::<(), modelopt_io::IoError>(())
     /// ```
     pub fn commit(mut self) -> Result<()> {
-        let writer = self
-            .writer
+        let file = self
+            .file
             .take()
             .ok_or_else(|| IoError::format(&self.temp, "file already closed"))?;
-        let file = writer
-            .into_inner()
-            .map_err(|e| IoError::io(&self.temp, e.into_error()))?;
         file.sync_all().map_err(|e| IoError::io(&self.temp, e))?;
         drop(file);
         std::fs::rename(&self.temp, &self.target).map_err(|e| IoError::io(&self.target, e))?;
@@ -103,31 +104,86 @@ impl AtomicFile {
         Ok(())
     }
 
-    fn writer(&mut self) -> std::io::Result<&mut BufWriter<File>> {
-        self.writer
+    /// Writes all of `buf` at byte `offset` of the file, leaving the sequential position alone.
+    /// Safe to call from several threads at once on disjoint ranges; a gap left between writes
+    /// reads as zeros.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("modelopt-write-at-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let f = modelopt_io::AtomicFile::create(dir.join("parts.bin"))?;
+    /// f.write_at(3, b"def")?;
+    /// f.write_at(0, b"abc")?;
+    /// f.commit()?;
+    /// assert_eq!(std::fs::read(dir.join("parts.bin")).unwrap(), b"abcdef");
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let file = self
+            .file
+            .as_ref()
+            .ok_or_else(|| IoError::format(&self.temp, "file already closed"))?;
+        write_all_at(file, offset, buf).map_err(|e| IoError::io(&self.temp, e))
+    }
+
+    /// Asks the kernel to start writing `len` bytes at `offset` to disk now, without waiting,
+    /// so that [`AtomicFile::commit`]'s `fsync` finds little left to do. Best effort: a no-op
+    /// where `posix_fadvise` is missing, errors ignored (the data is written at commit anyway).
+    pub(crate) fn start_writeback(&self, offset: u64, len: u64) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let (Some(f), Some(len)) = (self.file.as_ref(), std::num::NonZeroU64::new(len)) {
+            // POSIX_FADV_DONTNEED starts writeback of the dirty pages in the range (Linux
+            // `generic_fadvise`) and drops only pages already clean.
+            let _ = rustix::fs::fadvise(f, offset, Some(len), rustix::fs::Advice::DontNeed);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = (offset, len);
+    }
+
+    fn file(&mut self) -> std::io::Result<&mut File> {
+        self.file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("file already closed"))
     }
 }
 
+#[cfg(unix)]
+fn write_all_at(file: &File, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut offset: u64, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer()?.write(buf)
+        self.file()?.write(buf)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.writer()?.write_all(buf)
+        self.file()?.write_all(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer()?.flush()
+        self.file()?.flush()
     }
 }
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if !self.temp.as_os_str().is_empty() {
-            drop(self.writer.take());
+            drop(self.file.take());
             let _ = std::fs::remove_file(&self.temp);
         }
     }

@@ -1,10 +1,10 @@
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, gguf_type_id};
 use crate::gguf_value::write_string;
-use crate::{AtomicFile, GgufValue, IoError, Result, TensorInfo};
+use crate::tensor_out::{Slot, Slots};
+use crate::{AtomicFile, GgufValue, IoError, Result, TensorInfo, TensorOut};
 
 /// The GGUF version written.
 pub const GGUF_VERSION: u32 = 3;
@@ -33,11 +33,7 @@ pub const GGML_QUANTIZATION_VERSION: u32 = 2;
 /// ```
 #[derive(Debug)]
 pub struct GgufWriter {
-    file: AtomicFile,
-    path: PathBuf,
-    alignment: usize,
-    tensors: Vec<(TensorInfo, usize)>,
-    next: usize,
+    slots: Slots,
 }
 
 impl GgufWriter {
@@ -126,21 +122,28 @@ impl GgufWriter {
             }
             header.extend_from_slice(&id.to_le_bytes());
             header.extend_from_slice(&(offset as u64).to_le_bytes());
+            let start = offset;
             offset = offset
                 .checked_add(n)
                 .map(|e| e.next_multiple_of(alignment))
                 .ok_or_else(|| at("total size overflows".into()))?;
-            sized.push((t, n));
+            sized.push((t.name, start, n));
         }
         header.resize(header.len().next_multiple_of(alignment), 0);
-        let mut file = AtomicFile::create(&path)?;
-        file.write_all(&header).map_err(io)?;
+        let data = header.len() as u64;
+        let file = AtomicFile::create(&path)?;
+        file.write_at(0, &header)?;
+        let slots = sized
+            .into_iter()
+            .map(|(name, start, len)| Slot {
+                name,
+                start: data + start as u64,
+                len,
+                pad: len.next_multiple_of(alignment) - len,
+            })
+            .collect();
         Ok(GgufWriter {
-            file,
-            path,
-            alignment,
-            tensors: sized,
-            next: 0,
+            slots: Slots::new(file, slots),
         })
     }
 
@@ -155,28 +158,27 @@ impl GgufWriter {
     /// # Ok::<(), modelopt_io::IoError>(())
     /// ```
     pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let (t, n) = self.tensors.get(self.next).ok_or_else(|| {
-            IoError::format(
-                &self.path,
-                format!("tensor `{name}` was not declared (all tensors written)"),
-            )
-        })?;
-        if t.name != name || *n != bytes.len() {
-            return Err(IoError::format(
-                &self.path,
-                format!(
-                    "expected tensor `{}` ({n} bytes) next, got `{name}` ({} bytes)",
-                    t.name,
-                    bytes.len()
-                ),
-            ));
-        }
-        let pad = n.next_multiple_of(self.alignment) - n;
-        let io = |e| IoError::io(&self.path, e);
-        self.file.write_all(bytes).map_err(io)?;
-        self.file.write_all(&vec![0u8; pad]).map_err(io)?;
-        self.next += 1;
-        Ok(())
+        self.slots.write_tensor(name, bytes)
+    }
+
+    /// Starts the next declared tensor (`name`, `len` bytes) to be written in parts, from
+    /// several threads if wanted; see [`TensorOut`].
+    ///
+    /// ```
+    /// use modelopt_io::{DType, GgufFile, GgufWriter, TensorInfo};
+    /// let path = std::env::temp_dir().join(format!("modelopt-ggufw4-doc-{}.gguf", std::process::id()));
+    /// let mut w = GgufWriter::create(&path, vec![], vec![TensorInfo::new("a", DType::F32, vec![2])])?;
+    /// let t = w.begin_tensor("a", 8)?;
+    /// t.write_at(4, &2f32.to_le_bytes())?;
+    /// t.write_at(0, &1f32.to_le_bytes())?;
+    /// t.finish()?;
+    /// w.finish()?;
+    /// assert_eq!(GgufFile::open(&path)?.tensor_f32("a")?, vec![1.0, 2.0]);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn begin_tensor(&mut self, name: &str, len: usize) -> Result<TensorOut<'_>> {
+        self.slots.begin(name, len)
     }
 
     /// Checks that every declared tensor was written and moves the file into place.
@@ -190,12 +192,6 @@ impl GgufWriter {
     /// # Ok::<(), modelopt_io::IoError>(())
     /// ```
     pub fn finish(self) -> Result<()> {
-        if let Some((t, _)) = self.tensors.get(self.next) {
-            return Err(IoError::format(
-                &self.path,
-                format!("tensor `{}` was declared but not written", t.name),
-            ));
-        }
-        self.file.commit()
+        self.slots.finish()
     }
 }

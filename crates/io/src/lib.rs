@@ -9,7 +9,8 @@
 //!   `general.quantization_version = 2`; tensor data of any [`DType`] including GGML block types.
 //! - [`QuantLayout`]: the quantized-safetensors convention of `docs/formats.md`.
 //! - [`Checkpoint`]: either format, with quantized tensors seen through their logical type.
-//! - [`AtomicFile`]: every writer goes through a temporary file renamed into place on success.
+//! - [`AtomicFile`]: every writer goes through a temporary file renamed into place on success;
+//!   [`TensorOut`] fills one tensor in parts, from several threads, at its place in the file.
 //!
 //! Readers validate the whole header against the file before touching data: a corrupt, truncated
 //! or hostile file is an [`IoError::Format`] naming the file and the problem, never a panic, and no
@@ -39,10 +40,11 @@ mod quantized;
 mod safetensors_reader;
 mod safetensors_writer;
 mod tensor_info;
+mod tensor_out;
 
 pub use atomic::{AtomicFile, same_file};
 pub use checkpoint::{Checkpoint, CheckpointTensor, FileFormat};
-pub use dtype::{DType, decode_f32, element_count, f32_to_bytes};
+pub use dtype::{DType, decode_f32, element_count, f32_to_bytes, f32_view};
 pub use error::{IoError, Result};
 pub use gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GgufFile};
 pub use gguf_value::{GgufType, GgufValue};
@@ -53,3 +55,4 @@ pub use quantized::{
 pub use safetensors_reader::SafetensorsFile;
 pub use safetensors_writer::SafetensorsWriter;
 pub use tensor_info::TensorInfo;
+pub use tensor_out::TensorOut;

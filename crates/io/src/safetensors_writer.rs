@@ -1,10 +1,10 @@
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::{AtomicFile, IoError, Result, TensorInfo};
+use crate::tensor_out::{Slot, Slots};
+use crate::{AtomicFile, IoError, Result, TensorInfo, TensorOut};
 
 /// Writes a safetensors file one tensor at a time: the header (with every offset) is written first
 /// from the declared tensors, then each tensor's bytes in declaration order, so memory stays at one
@@ -28,9 +28,7 @@ use crate::{AtomicFile, IoError, Result, TensorInfo};
 /// ```
 #[derive(Debug)]
 pub struct SafetensorsWriter {
-    file: AtomicFile,
-    tensors: Vec<(TensorInfo, usize)>,
-    next: usize,
+    slots: Slots,
 }
 
 impl SafetensorsWriter {
@@ -83,8 +81,8 @@ impl SafetensorsWriter {
                 t.name.clone(),
                 json!({"dtype": t.dtype.name(), "shape": t.shape, "data_offsets": [offset, end]}),
             );
+            sized.push((t.name, offset, n));
             offset = end;
-            sized.push((t, n));
         }
         let mut text = serde_json::to_string(&Value::Object(header))
             .map_err(|e| IoError::format(path, format!("cannot encode header: {e}")))?
@@ -100,15 +98,21 @@ impl SafetensorsWriter {
                 ),
             ));
         }
-        let mut file = AtomicFile::create(path)?;
-        let io = |e| IoError::io(path, e);
-        file.write_all(&(text.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        file.write_all(&text).map_err(io)?;
+        let file = AtomicFile::create(path)?;
+        file.write_at(0, &(text.len() as u64).to_le_bytes())?;
+        file.write_at(8, &text)?;
+        let data = 8 + text.len() as u64;
+        let slots = sized
+            .into_iter()
+            .map(|(name, start, len)| Slot {
+                name,
+                start: data + start as u64,
+                len,
+                pad: 0,
+            })
+            .collect();
         Ok(SafetensorsWriter {
-            file,
-            tensors: sized,
-            next: 0,
+            slots: Slots::new(file, slots),
         })
     }
 
@@ -122,28 +126,13 @@ impl SafetensorsWriter {
     /// # Ok::<(), modelopt_io::IoError>(())
     /// ```
     pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let target = self.file.target().to_path_buf();
-        let (t, n) = self.tensors.get(self.next).ok_or_else(|| {
-            IoError::format(
-                &target,
-                format!("tensor `{name}` was not declared (all tensors written)"),
-            )
-        })?;
-        if t.name != name || *n != bytes.len() {
-            return Err(IoError::format(
-                &target,
-                format!(
-                    "expected tensor `{}` ({n} bytes) next, got `{name}` ({} bytes)",
-                    t.name,
-                    bytes.len()
-                ),
-            ));
-        }
-        self.file
-            .write_all(bytes)
-            .map_err(|e| IoError::io(&target, e))?;
-        self.next += 1;
-        Ok(())
+        self.slots.write_tensor(name, bytes)
+    }
+
+    /// Starts the next declared tensor (`name`, `len` bytes) to be written in parts, from
+    /// several threads if wanted; see [`TensorOut`].
+    pub fn begin_tensor(&mut self, name: &str, len: usize) -> Result<TensorOut<'_>> {
+        self.slots.begin(name, len)
     }
 
     /// Checks that every declared tensor was written and moves the file into place.
@@ -157,12 +146,6 @@ impl SafetensorsWriter {
     /// # Ok::<(), modelopt_io::IoError>(())
     /// ```
     pub fn finish(self) -> Result<()> {
-        if let Some((t, _)) = self.tensors.get(self.next) {
-            return Err(IoError::format(
-                self.file.target(),
-                format!("tensor `{}` was declared but not written", t.name),
-            ));
-        }
-        self.file.commit()
+        self.slots.finish()
     }
 }

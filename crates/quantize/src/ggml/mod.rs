@@ -41,6 +41,7 @@
 //! # Ok::<(), modelopt_quantize::QuantError>(())
 //! ```
 
+mod error_sums;
 mod f16_bits;
 mod float;
 mod k_quants;
@@ -52,6 +53,7 @@ mod simd;
 #[cfg(target_arch = "x86_64")]
 mod simd_avx512;
 
+pub use error_sums::error_sums;
 pub use k_quants::QK_K;
 pub use k_quants::q2_k::BlockQ2_K;
 pub use k_quants::q3_k::BlockQ3_K;

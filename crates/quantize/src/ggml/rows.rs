@@ -94,7 +94,7 @@ fn encode_any(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
 }
 
 #[inline(always)]
-fn decode_any(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+pub(super) fn decode_any(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     match ty {
         GgmlType::F32 => float::decode_f32(src, dst),
         GgmlType::F16 => float::decode_f16(src, dst),
@@ -276,7 +276,7 @@ impl GgmlType {
     }
 }
 
-fn check_supported(ty: GgmlType) -> Result<()> {
+pub(super) fn check_supported(ty: GgmlType) -> Result<()> {
     if ty.is_supported() {
         Ok(())
     } else {
@@ -284,7 +284,7 @@ fn check_supported(ty: GgmlType) -> Result<()> {
     }
 }
 
-fn length_error(
+pub(super) fn length_error(
     what: &'static str,
     expected: usize,
     found: usize,

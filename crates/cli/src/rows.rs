@@ -6,8 +6,10 @@ use modelopt_quantize::ggml::{self, GgmlType};
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
-/// Elements per parallel work item: enough to amortise scheduling, small enough to balance.
-const CHUNK_ELEMENTS: usize = 1 << 16;
+/// Elements per parallel work item (1 MiB of f32): each item is one `pwrite` into the output, and
+/// on ext4 fewer, larger writes contend less for the inode lock (2^16: 4.3 GB/s for q8_0 on the
+/// 537 MB bench file, 2^18: 5.0); a 4096 x 4096 tensor still splits into 64 items.
+const CHUNK_ELEMENTS: usize = 1 << 18;
 
 /// The values of a tensor: f32 in memory, or the stored little-endian bytes of a plain float
 /// dtype (F32, F16, BF16, F64), decoded chunk by chunk inside the parallel loop.

@@ -254,9 +254,9 @@ mod tests {
 
     #[test]
     fn stored_and_f32_sources_give_the_same_blocks() {
-        // 3 rows of 64Ki + 64 elements: several chunks, the last one short.
+        // 7 rows of 64Ki + 64 elements: work items of 3 rows, the last one short.
         let row = 65536 + 64;
-        let x = values(3 * row);
+        let x = values(7 * row);
         let bytes = f32_to_bytes(&x);
         let (a, sa) = blocks(GgmlType::Q4_0, Source::F32(&x), row);
         let (b, sb) = blocks(GgmlType::Q4_0, Source::Stored(DType::F32, &bytes), row);

@@ -141,27 +141,14 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
             ts[g] = _mm512_mask_blend_ps(pos, s, _mm512_div_ps(sum_xl[g], sum_l2[g]));
             ok[g] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, zero) & !flat[g];
         }
-        // The error only grows (non-negative terms; rounding is monotone), so once no lane can
-        // still beat its best, the rest of the sum cannot change a decision: stop there.
         let mut err = [zero; G];
-        let mut start = 0;
-        while start < N {
-            let end = (start + 8).min(N);
-            for i in start..end {
-                for g in 0..G {
-                    let diff = _mm512_sub_ps(
-                        _mm512_add_ps(_mm512_mul_ps(ts[g], laux[g][i]), tm[g]),
-                        ld(&xt[g][i]),
-                    );
-                    err[g] = _mm512_add_ps(err[g], _mm512_mul_ps(ld(&wt[g][i]), err_of(diff)));
-                }
-            }
-            start = end;
-            let alive = (0..G).fold(0u16, |a, g| {
-                a | (ok[g] & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(err[g], best[g]))
-            });
-            if alive == 0 {
-                break;
+        for i in 0..N {
+            for g in 0..G {
+                let diff = _mm512_sub_ps(
+                    _mm512_add_ps(_mm512_mul_ps(ts[g], laux[g][i]), tm[g]),
+                    ld(&xt[g][i]),
+                );
+                err[g] = _mm512_add_ps(err[g], _mm512_mul_ps(ld(&wt[g][i]), err_of(diff)));
             }
         }
         for g in 0..G {

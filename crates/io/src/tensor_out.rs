@@ -181,3 +181,60 @@ impl TensorOut<'_> {
         self.slots.complete(self.index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, GgufFile, GgufWriter, SafetensorsFile, SafetensorsWriter, TensorInfo};
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("modelopt-tout-{}-{name}", std::process::id()))
+    }
+
+    /// Four threads fill one tensor in interleaved parts; the GGUF padding and the next tensor
+    /// land where the reader expects them.
+    #[test]
+    fn parts_from_several_threads_make_the_tensor() {
+        let path = temp("threads.gguf");
+        let infos = vec![
+            TensorInfo::new("a", DType::I8, vec![1000]),
+            TensorInfo::new("b", DType::I8, vec![3]),
+        ];
+        let mut w = GgufWriter::create(&path, vec![], infos).unwrap();
+        let want: Vec<u8> = (0..1000).map(|i| (i * 7 % 251) as u8).collect();
+        let t = w.begin_tensor("a", 1000).unwrap();
+        std::thread::scope(|s| {
+            for k in 0..4 {
+                let (t, want) = (&t, &want);
+                s.spawn(move || {
+                    for part in (k..10).step_by(4) {
+                        t.write_at(part * 100, &want[part * 100..(part + 1) * 100])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        t.finish().unwrap();
+        w.write_tensor("b", &[1, 2, 3]).unwrap();
+        w.finish().unwrap();
+        let f = GgufFile::open(&path).unwrap();
+        assert_eq!(f.tensor_bytes("a").unwrap(), &want[..]);
+        assert_eq!(f.tensor_bytes("b").unwrap(), &[1, 2, 3]);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A tensor missing a part is refused, and so is the file; nothing appears at the target.
+    #[test]
+    fn a_missing_part_is_an_error_and_leaves_no_file() {
+        let path = temp("missing.safetensors");
+        let infos = vec![TensorInfo::new("a", DType::U8, vec![8])];
+        let mut w = SafetensorsWriter::create(&path, infos, Default::default()).unwrap();
+        let t = w.begin_tensor("a", 8).unwrap();
+        t.write_at(0, &[1; 4]).unwrap();
+        let e = t.finish().unwrap_err().to_string();
+        assert!(e.contains("4 of its 8 bytes"), "{e}");
+        assert!(w.begin_tensor("b", 8).is_err()); // `a` is still the next one
+        assert!(w.finish().is_err());
+        assert!(!path.exists());
+        assert!(SafetensorsFile::open(&path).is_err());
+    }
+}

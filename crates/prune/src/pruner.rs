@@ -271,15 +271,19 @@ impl Pruner {
             }
             Structure::NM { n, m } => {
                 let s = self.scores(&w, prior)?;
-                let mut keep =
-                    prior.map_or_else(|| Mask::ones(&shape).keep().clone(), |p| p.keep().clone());
+                let mut keep = prior.map_or_else(
+                    || ArrayD::from_elem(IxDyn(&shape), true),
+                    |p| p.keep().clone(),
+                );
                 nm_keep(s.view(), keep.view_mut(), n, m)?;
                 return Ok(Mask::from_keep(keep));
             }
             Structure::Block { rows, cols } => {
                 let s = self.scores(&w, prior)?;
-                let mut keep =
-                    prior.map_or_else(|| Mask::ones(&shape).keep().clone(), |p| p.keep().clone());
+                let mut keep = prior.map_or_else(
+                    || ArrayD::from_elem(IxDyn(&shape), true),
+                    |p| p.keep().clone(),
+                );
                 block_keep(s.view(), keep.view_mut(), rows, cols, &amount)?;
                 return Ok(Mask::from_keep(keep));
             }

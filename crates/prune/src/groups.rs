@@ -14,14 +14,31 @@ pub(crate) fn nm_axis(ndim: usize) -> usize {
 /// N:M: in each group of `m` consecutive elements along the input axis keep the `n` best;
 /// elements already pruned count toward the `m - n` pruned. Ties: lower score, then lower index.
 ///
-/// Standard-layout `scores` and `keep` (what the pruner passes) take a fast path over the flat
-/// slices, ranking each group without sorting; other layouts take the lane-by-lane path. Both
-/// give the same mask bit for bit (tested against a sorting reference).
+/// With `abs`, the scores are the absolute values of `scores` (L1 magnitude without
+/// materialising it). Standard-layout `scores` and `keep` (what the pruner passes) take a fast
+/// path over the flat slices, ranking each group without sorting; other layouts take the
+/// lane-by-lane path. Both give the same mask bit for bit (tested against a sorting reference).
 pub(crate) fn nm_keep(
+    scores: ArrayViewD<'_, f32>,
+    keep: ArrayViewMutD<'_, bool>,
+    n: usize,
+    m: usize,
+    abs: bool,
+) -> Result<()> {
+    if abs {
+        nm_keep_by(scores, keep, n, m, |x: f32| total_key(x.abs()))
+    } else {
+        nm_keep_by(scores, keep, n, m, total_key)
+    }
+}
+
+/// [`nm_keep`] ranking by `key` (an order-preserving integer image of the score).
+fn nm_keep_by<K: Fn(f32) -> i32 + Copy>(
     scores: ArrayViewD<'_, f32>,
     mut keep: ArrayViewMutD<'_, bool>,
     n: usize,
     m: usize,
+    key: K,
 ) -> Result<()> {
     if m == 0 || n > m {
         return Err(
@@ -55,27 +72,34 @@ pub(crate) fn nm_keep(
         .get(axis + 1..)
         .map_or(1, |s| s.iter().product());
     if let (Some(s), Some(k)) = (scores.as_slice(), keep.as_slice_mut()) {
-        nm_keep_slice(s, k, inner, drop, m);
+        nm_keep_slice(s, k, inner, drop, m, key);
         return Ok(());
     }
-    nm_keep_lanes(scores, keep, axis, drop, m);
+    nm_keep_lanes(scores, keep, axis, drop, m, key);
     Ok(())
 }
 
 /// [`nm_keep`] on row-major data whose N:M lanes have stride `inner`; `drop = m - n >= 1`.
-fn nm_keep_slice(s: &[f32], k: &mut [bool], inner: usize, drop: usize, m: usize) {
+fn nm_keep_slice<K: Fn(f32) -> i32 + Copy>(
+    s: &[f32],
+    k: &mut [bool],
+    inner: usize,
+    drop: usize,
+    m: usize,
+    key: K,
+) {
     if inner == 1 {
         // Lanes are rows, and a row's length is a multiple of m: the groups are the
         // consecutive chunks of m of the whole slice.
         match m {
-            2 => groups_const::<2>(s, k, drop),
-            4 => groups_const::<4>(s, k, drop),
-            8 => groups_const::<8>(s, k, drop),
-            16 => groups_const::<16>(s, k, drop),
+            2 => groups_const::<2, K>(s, k, drop, key),
+            4 => groups_const::<4, K>(s, k, drop, key),
+            8 => groups_const::<8, K>(s, k, drop, key),
+            16 => groups_const::<16, K>(s, k, drop, key),
             _ => {
                 let mut scratch = Scratch::new(m);
                 for (sg, kg) in s.chunks_exact(m).zip(k.chunks_exact_mut(m)) {
-                    scratch.group(sg, kg, drop);
+                    scratch.group(sg, kg, drop, key);
                 }
             }
         }
@@ -92,7 +116,7 @@ fn nm_keep_slice(s: &[f32], k: &mut [bool], inner: usize, drop: usize, m: usize)
                 sg[t] = sb[t * inner + j];
                 kg[t] = kb[t * inner + j];
             }
-            scratch.group(&sg, &mut kg, drop);
+            scratch.group(&sg, &mut kg, drop, key);
             for t in 0..m {
                 kb[t * inner + j] = kg[t];
             }
@@ -101,12 +125,13 @@ fn nm_keep_slice(s: &[f32], k: &mut [bool], inner: usize, drop: usize, m: usize)
 }
 
 /// The lane-by-lane path for any layout.
-fn nm_keep_lanes(
+fn nm_keep_lanes<K: Fn(f32) -> i32 + Copy>(
     scores: ArrayViewD<'_, f32>,
     mut keep: ArrayViewMutD<'_, bool>,
     axis: usize,
     drop: usize,
     m: usize,
+    key: K,
 ) {
     let mut scratch = Scratch::new(m);
     let mut sg = vec![0f32; m];
@@ -123,7 +148,7 @@ fn nm_keep_lanes(
         {
             sg.iter_mut().zip(s_chunk).for_each(|(d, &v)| *d = v);
             kg.iter_mut().zip(k_chunk.iter()).for_each(|(d, &v)| *d = v);
-            scratch.group(&sg, &mut kg, drop);
+            scratch.group(&sg, &mut kg, drop, key);
             k_chunk.iter_mut().zip(&kg).for_each(|(d, &v)| *d = v);
         }
     }
@@ -164,11 +189,11 @@ fn rank_group(keys: &[i32], k: &mut [bool], drop: usize) {
 }
 
 /// Every group of `M` consecutive elements of `s` and `k`.
-fn groups_const<const M: usize>(s: &[f32], k: &mut [bool], drop: usize) {
+fn groups_const<const M: usize, K: Fn(f32) -> i32>(s: &[f32], k: &mut [bool], drop: usize, key: K) {
     let (sc, _) = s.as_chunks::<M>();
     let (kc, _) = k.as_chunks_mut::<M>();
     for (sg, kg) in sc.iter().zip(kc) {
-        let keys: [i32; M] = std::array::from_fn(|i| total_key(sg[i]));
+        let keys: [i32; M] = std::array::from_fn(|i| key(sg[i]));
         rank_group(&keys, kg, drop);
     }
 }
@@ -187,22 +212,21 @@ impl Scratch {
         }
     }
 
-    fn group(&mut self, s: &[f32], k: &mut [bool], drop: usize) {
+    fn group(&mut self, s: &[f32], k: &mut [bool], drop: usize, key: impl Fn(f32) -> i32) {
+        self.keys.clear();
+        self.keys.extend(s.iter().map(|&x| key(x)));
         if s.len() <= 64 {
-            self.keys.clear();
-            self.keys.extend(s.iter().map(|&x| total_key(x)));
             rank_group(&self.keys, k, drop);
             return;
         }
-        let already = k.iter().filter(|&&x| !x).count();
-        let to_prune = drop.saturating_sub(already);
-        if to_prune == 0 {
-            return;
-        }
+        let m = s.len();
+        let kept = k.iter().filter(|&&x| x).count();
+        let to_prune = (drop + kept).saturating_sub(m);
+        let keys = &self.keys;
         self.order.clear();
-        self.order.extend((0..s.len()).filter(|&i| k[i]));
+        self.order.extend((0..m).filter(|&i| k[i]));
         self.order
-            .sort_unstable_by(|&a, &b| s[a].total_cmp(&s[b]).then(a.cmp(&b)));
+            .sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]).then(a.cmp(&b)));
         self.order[..to_prune].iter().for_each(|&i| k[i] = false);
     }
 }
@@ -379,12 +403,21 @@ mod tests {
                 m,
             );
             let mut got = prior.clone();
-            nm_keep(scores.view(), got.view_mut(), n, m).unwrap();
+            nm_keep(scores.view(), got.view_mut(), n, m, false).unwrap();
             prop_assert_eq!(&got, &want);
             // Standard layout both: the fast path.
             let mut fast = prior.as_standard_layout().into_owned();
-            nm_keep(scores.as_standard_layout().view(), fast.view_mut(), n, m).unwrap();
+            nm_keep(scores.as_standard_layout().view(), fast.view_mut(), n, m, false).unwrap();
             prop_assert_eq!(&fast, &want);
+            // `abs`: as ranking the materialised |scores|, in this layout and in standard.
+            let abs = scores.mapv(f32::abs).as_standard_layout().into_owned();
+            let want_abs = reference(&abs, &prior.as_standard_layout().into_owned(), n, m);
+            let mut got_abs = prior.clone();
+            nm_keep(scores.view(), got_abs.view_mut(), n, m, true).unwrap();
+            prop_assert_eq!(&got_abs, &want_abs);
+            let mut fast_abs = prior.as_standard_layout().into_owned();
+            nm_keep(scores.as_standard_layout().view(), fast_abs.view_mut(), n, m, true).unwrap();
+            prop_assert_eq!(&fast_abs, &want_abs);
             // Every group keeps at most n, and exactly n where fewer than m - n were pruned.
             let k_lanes = want.lanes(Axis(axis));
             let p_lanes = prior.lanes(Axis(axis));
@@ -402,11 +435,11 @@ mod tests {
     fn bad_n_m_and_shapes_are_errors() {
         let s = ArrayD::<f32>::zeros(IxDyn(&[2, 8]));
         let mut k = ArrayD::from_elem(IxDyn(&[2, 8]), true);
-        assert!(nm_keep(s.view(), k.view_mut(), 5, 4).is_err());
-        assert!(nm_keep(s.view(), k.view_mut(), 0, 0).is_err());
-        assert!(nm_keep(s.view(), k.view_mut(), 2, 3).is_err());
+        assert!(nm_keep(s.view(), k.view_mut(), 5, 4, false).is_err());
+        assert!(nm_keep(s.view(), k.view_mut(), 0, 0, false).is_err());
+        assert!(nm_keep(s.view(), k.view_mut(), 2, 3, true).is_err());
         let mut k2 = ArrayD::from_elem(IxDyn(&[2, 4]), true);
-        assert!(nm_keep(s.view(), k2.view_mut(), 2, 4).is_err());
+        assert!(nm_keep(s.view(), k2.view_mut(), 2, 4, false).is_err());
         assert!(k.iter().all(|&x| x) && k2.iter().all(|&x| x));
     }
 }

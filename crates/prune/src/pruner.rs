@@ -270,12 +270,18 @@ impl Pruner {
                 expand(&ch, prior_slice, &shape, axis)?
             }
             Structure::NM { n, m } => {
-                let s = self.scores(&w, prior)?;
                 let mut keep = prior.map_or_else(
                     || ArrayD::from_elem(IxDyn(&shape), true),
                     |p| p.keep().clone(),
                 );
-                nm_keep(s.view(), keep.view_mut(), n, m)?;
+                if self.criterion.is_abs_magnitude() {
+                    // |w| ranked directly (the weights were checked finite above); pruned
+                    // elements, zeroed in the scores otherwise, are never ranked.
+                    nm_keep(w.view(), keep.view_mut(), n, m, true)?;
+                } else {
+                    let s = self.scores(&w, prior)?;
+                    nm_keep(s.view(), keep.view_mut(), n, m, false)?;
+                }
                 return Ok(Mask::from_keep(keep));
             }
             Structure::Block { rows, cols } => {

@@ -33,7 +33,7 @@ pub enum CriterionArg {
     L1,
     /// w^2.
     L2,
-    /// Seeded random scores (`--seed`), reproducible.
+    /// Seeded random scores (`--seed`), reproducible; each tensor draws its own.
     Random,
 }
 
@@ -93,7 +93,10 @@ pub struct PruneArgs {
     /// How weights are scored (low scores are pruned first).
     #[arg(long, value_enum, default_value_t = CriterionArg::L1)]
     pub criterion: CriterionArg,
-    /// Seed of `--criterion random`.
+    /// Seed of `--criterion random`. Each tensor's scores use a seed derived from N and the
+    /// tensor's name (FNV-1a 64, stable across platforms and versions), so tensors of the same
+    /// shape get different masks and the same N gives the same output; likewise with --scope
+    /// global and --shrink.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub seed: u64,
     /// The unit pruned: unstructured, channels[:AXIS] (default axis 0), N:M (e.g. 2:4), or

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::{files_in, modelopt, ok, ok_json, temp_dir, values};
 use modelopt_io::{Checkpoint, DType, SafetensorsWriter, TensorInfo, f32_to_bytes};
-use modelopt_prune::{Amount, L1Magnitude, Mask, Norm, Pruner, Structure};
+use modelopt_prune::{Amount, L1Magnitude, Mask, Norm, Pruner, RandomScores, Structure};
 use ndarray::{ArrayD, IxDyn};
 
 /// Writes `tensors` (name, dtype, shape, f32 values) to a safetensors file; F16 values are
@@ -254,6 +254,75 @@ fn global_scope_ranks_all_tensors_together() {
         zeros + ((total - zeros) as f64 * 0.6).round_ties_even() as usize
     );
     assert!(masks[1].sparsity() < 0.3 && masks[0].sparsity() > 0.6);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `--criterion random`: tensors of the same shape get different masks (each its own seed from
+/// `--seed` and its name, in both scopes), and the same `--seed` gives the same file twice.
+#[test]
+fn random_criterion_seeds_each_tensor_by_name_reproducibly() {
+    let dir = temp_dir("prune-random");
+    let input = dir.join("m.safetensors");
+    // Two equal-shape tensors with the same values, no zeros: only the scores can differ.
+    let v: Vec<f32> = values(16 * 32, 9, 1.0)
+        .iter()
+        .map(|x| x.abs() + 0.5)
+        .collect();
+    write(
+        &input,
+        &[
+            ("a.weight", DType::F32, vec![16, 32], v.clone()),
+            ("b.weight", DType::F32, vec![16, 32], v.clone()),
+        ],
+    );
+    let x = ArrayD::from_shape_vec(IxDyn(&[16, 32]), v).unwrap();
+    for scope in ["tensor", "global"] {
+        let run = |seed: &str, name: &str| {
+            let out = dir.join(format!("{scope}-{name}.safetensors"));
+            ok(&[
+                "prune",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--amount",
+                "0.5",
+                "--criterion",
+                "random",
+                "--seed",
+                seed,
+                "--scope",
+                scope,
+            ]);
+            out
+        };
+        let (first, again, other) = (run("5", "first"), run("5", "again"), run("6", "other"));
+        assert_eq!(
+            std::fs::read(&first).unwrap(),
+            std::fs::read(&again).unwrap(),
+            "{scope}: same --seed, different output"
+        );
+        let (o, o6) = (read(&first), read(&other));
+        let (a, b) = (tensor(&o, "a.weight"), tensor(&o, "b.weight"));
+        let zeros = |t: &ArrayD<f32>| t.iter().filter(|v| **v == 0.0).count();
+        assert!(zeros(&a) > 0 && zeros(&b) > 0, "{scope}: nothing pruned");
+        assert_ne!(a, b, "{scope}: equal-shape tensors got the same mask");
+        assert_ne!(
+            a,
+            tensor(&o6, "a.weight"),
+            "{scope}: --seed 6 gave --seed 5's mask"
+        );
+        if scope == "tensor" {
+            // Exactly the documented seed: RandomScores::seed_for(--seed, name).
+            for name in ["a.weight", "b.weight"] {
+                let m = Pruner::new(RandomScores::new(RandomScores::seed_for(5, name)))
+                    .amount(Amount::fraction(0.5).unwrap())
+                    .prune(&x)
+                    .unwrap();
+                assert_eq!(m.num_pruned(), 256);
+                assert_masked(&x, &tensor(&o, name), &m, name);
+            }
+        }
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -1,5 +1,6 @@
 //! Pruning speed on 4096 x 4096 (one thread): L1 unstructured 50%, channel (L2 norm) pruning,
-//! global ranking over 16 tensors. Compare with benches/compare/prune.py (torch, same shapes).
+//! 2:4 (N:M), global ranking over 16 tensors. Compare with benches/compare/prune.py (torch,
+//! same shapes).
 
 use std::hint::black_box;
 
@@ -49,6 +50,10 @@ fn bench(c: &mut Criterion) {
         .structure(Structure::channels(1, Norm::L2));
     g.bench_function("ln_structured_l2_dim1_50", |b| {
         b.iter(|| black_box(ch1.prune(black_box(&w)).unwrap()))
+    });
+    let nm = Pruner::new(L1Magnitude).structure(Structure::NM { n: 2, m: 4 });
+    g.bench_function("nm_2_4", |b| {
+        b.iter(|| black_box(nm.prune(black_box(&w)).unwrap()))
     });
     let parts: Vec<ArrayD<f32>> = (0..16)
         .map(|i| weights(1024, 1024, 10 + i).into_dyn())

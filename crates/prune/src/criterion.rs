@@ -42,6 +42,27 @@ pub trait PruningCriterion: Send + Sync {
     fn is_abs_magnitude(&self) -> bool {
         false
     }
+
+    /// The criterion to score the tensor called `name` with, when
+    /// [`crate::Pruner::prune_named`] prunes a named set (either scope); `None` (the default)
+    /// means `self`. [`RandomScores`] answers with a seed derived from its own and the name
+    /// ([`RandomScores::seed_for`]), so tensors of the same shape get different scores.
+    ///
+    /// ```
+    /// use modelopt_prune::{L1Magnitude, PruningCriterion, RandomScores};
+    /// use ndarray::Array2;
+    /// assert!(L1Magnitude.for_tensor("fc.weight").is_none());
+    /// let w = Array2::<f32>::zeros((2, 3)).into_dyn();
+    /// let r = RandomScores::new(1);
+    /// let a = r.for_tensor("a.weight").unwrap().scores(&w)?;
+    /// let b = r.for_tensor("b.weight").unwrap().scores(&w)?;
+    /// assert_ne!(a, b);
+    /// # Ok::<(), modelopt_prune::PruneError>(())
+    /// ```
+    fn for_tensor(&self, name: &str) -> Option<Box<dyn PruningCriterion>> {
+        let _ = name;
+        None
+    }
 }
 
 impl<C: PruningCriterion + ?Sized> PruningCriterion for Box<C> {
@@ -50,6 +71,9 @@ impl<C: PruningCriterion + ?Sized> PruningCriterion for Box<C> {
     }
     fn is_abs_magnitude(&self) -> bool {
         (**self).is_abs_magnitude()
+    }
+    fn for_tensor(&self, name: &str) -> Option<Box<dyn PruningCriterion>> {
+        (**self).for_tensor(name)
     }
 }
 
@@ -94,7 +118,8 @@ impl PruningCriterion for L2Magnitude {
 
 /// Random scores in `[0, 1)` from a seeded SplitMix64 stream in row-major order: the same seed
 /// and shape give the same scores on every platform and version (torch's `random_unstructured`
-/// draws from its global generator instead).
+/// draws from its global generator instead). Through [`crate::Pruner::prune_named`] or a
+/// [`crate::shrink::Shrinker`], each tensor uses its own seed, [`RandomScores::seed_for`] its name.
 ///
 /// ```
 /// use modelopt_prune::{PruningCriterion, RandomScores};
@@ -118,6 +143,28 @@ impl RandomScores {
     pub fn new(seed: u64) -> Self {
         RandomScores { seed }
     }
+
+    /// The seed of the tensor called `name` under `seed` (what
+    /// [`PruningCriterion::for_tensor`] uses): FNV-1a 64 over the 8 little-endian bytes of
+    /// `seed` followed by the UTF-8 bytes of `name`. Written out here, not `std`'s hasher, so
+    /// it stays the same on every platform and Rust version.
+    ///
+    /// ```
+    /// use modelopt_prune::RandomScores;
+    /// assert_eq!(RandomScores::seed_for(3, "fc.weight"), RandomScores::seed_for(3, "fc.weight"));
+    /// assert_ne!(RandomScores::seed_for(3, "fc.weight"), RandomScores::seed_for(3, "fc.bias"));
+    /// assert_ne!(RandomScores::seed_for(3, "fc.weight"), RandomScores::seed_for(4, "fc.weight"));
+    /// ```
+    pub fn seed_for(seed: u64, name: &str) -> u64 {
+        fnv1a64(seed.to_le_bytes().iter().chain(name.as_bytes()))
+    }
+}
+
+/// FNV-1a, 64 bits (Fowler, Noll, Vo).
+fn fnv1a64<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl PruningCriterion for RandomScores {
@@ -134,6 +181,10 @@ impl PruningCriterion for RandomScores {
             *s = (z >> 40) as f32 / (1u64 << 24) as f32;
         }
         Ok(out)
+    }
+
+    fn for_tensor(&self, name: &str) -> Option<Box<dyn PruningCriterion>> {
+        Some(Box::new(RandomScores::new(Self::seed_for(self.seed, name))))
     }
 }
 
@@ -155,5 +206,18 @@ pub fn criterion_by_name(name: &str, seed: u64) -> Result<Box<dyn PruningCriteri
             format!("expected l1, l2 or random, got `{other}`"),
         )
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fnv1a64;
+
+    #[test]
+    fn fnv1a64_matches_the_published_test_vectors() {
+        // From the FNV reference test suite (isthe.com/chongo/tech/comp/fnv).
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

@@ -270,16 +270,26 @@ impl Pruner {
                 expand(&ch, prior_slice, &shape, axis)?
             }
             Structure::NM { n, m } => {
-                let s = self.scores(&w, prior)?;
-                let mut keep =
-                    prior.map_or_else(|| Mask::ones(&shape).keep().clone(), |p| p.keep().clone());
-                nm_keep(s.view(), keep.view_mut(), n, m)?;
+                let mut keep = prior.map_or_else(
+                    || ArrayD::from_elem(IxDyn(&shape), true),
+                    |p| p.keep().clone(),
+                );
+                if self.criterion.is_abs_magnitude() {
+                    // |w| ranked directly (the weights were checked finite above); pruned
+                    // elements, zeroed in the scores otherwise, are never ranked.
+                    nm_keep(w.view(), keep.view_mut(), n, m, true)?;
+                } else {
+                    let s = self.scores(&w, prior)?;
+                    nm_keep(s.view(), keep.view_mut(), n, m, false)?;
+                }
                 return Ok(Mask::from_keep(keep));
             }
             Structure::Block { rows, cols } => {
                 let s = self.scores(&w, prior)?;
-                let mut keep =
-                    prior.map_or_else(|| Mask::ones(&shape).keep().clone(), |p| p.keep().clone());
+                let mut keep = prior.map_or_else(
+                    || ArrayD::from_elem(IxDyn(&shape), true),
+                    |p| p.keep().clone(),
+                );
                 block_keep(s.view(), keep.view_mut(), rows, cols, &amount)?;
                 return Ok(Mask::from_keep(keep));
             }
@@ -294,9 +304,19 @@ impl Pruner {
 
     /// Criterion scores of the (masked) weights, in standard layout, checked for shape and NaN.
     fn scores(&self, w: &CowArray<'_, f32, IxDyn>, prior: Option<&Mask>) -> Result<ArrayD<f32>> {
+        self.scores_with(&*self.criterion, w, prior)
+    }
+
+    /// [`Self::scores`] by `criterion` instead of the pruner's own.
+    fn scores_with(
+        &self,
+        criterion: &dyn PruningCriterion,
+        w: &CowArray<'_, f32, IxDyn>,
+        prior: Option<&Mask>,
+    ) -> Result<ArrayD<f32>> {
         let s = match prior {
-            Some(p) => self.criterion.scores(&p.apply(w)?)?,
-            None => self.criterion.scores(w)?,
+            Some(p) => criterion.scores(&p.apply(w)?)?,
+            None => criterion.scores(w)?,
         };
         if s.shape() != w.shape() {
             return Err(CoreError::ShapeMismatch {
@@ -332,15 +352,17 @@ impl Pruner {
         tensors: &[ArrayViewD<'_, f32>],
         priors: Option<&[Mask]>,
     ) -> Result<Vec<Mask>> {
-        self.prune_global_amount(tensors, priors, self.amount, true)
+        self.prune_global_amount(tensors, priors, self.amount, true, &[])
     }
 
+    /// `per_tensor[i]`, when given, scores tensor `i` instead of the pruner's criterion.
     fn prune_global_amount(
         &self,
         tensors: &[ArrayViewD<'_, f32>],
         priors: Option<&[Mask]>,
         amount: Amount,
         check: bool,
+        per_tensor: &[Option<Box<dyn PruningCriterion>>],
     ) -> Result<Vec<Mask>> {
         if self.structure != Structure::Unstructured {
             return Err(CoreError::invalid(
@@ -378,7 +400,11 @@ impl Pruner {
             scores.push(if self.criterion.is_abs_magnitude() {
                 w
             } else {
-                CowArray::from(self.scores(&w, prior)?)
+                let crit = per_tensor
+                    .get(i)
+                    .and_then(|c| c.as_deref())
+                    .unwrap_or(&*self.criterion);
+                CowArray::from(self.scores_with(crit, &w, prior)?)
             });
             keeps.push(prior.map(|p| p.keep().as_standard_layout().into_owned()));
         }
@@ -429,7 +455,9 @@ impl Pruner {
 
     /// Prunes a named set of tensors, locally or globally; the entry point for whole checkpoints.
     /// With `zeros_are_pruned`, exact zeros already in a tensor count as pruned (so a second run
-    /// on a pruned checkpoint composes as torch does). Errors name the tensor.
+    /// on a pruned checkpoint composes as torch does). Errors name the tensor. Each tensor is
+    /// scored by the criterion's [`PruningCriterion::for_tensor`] for its name when that gives
+    /// one ([`crate::RandomScores`]: a seed per name, so equal shapes get different scores).
     ///
     /// ```
     /// use modelopt_prune::{Amount, L1Magnitude, Pruner, Scope};
@@ -456,10 +484,22 @@ impl Pruner {
             Scope::Local => tensors
                 .iter()
                 .map(|(name, t)| {
+                    let own;
+                    let p = match self.criterion.for_tensor(name) {
+                        Some(criterion) => {
+                            own = Pruner {
+                                criterion,
+                                amount: self.amount,
+                                structure: self.structure,
+                            };
+                            &own
+                        }
+                        None => self,
+                    };
                     let r = if zeros_are_pruned {
-                        self.prune_composed(t)
+                        p.prune_composed(t)
                     } else {
-                        self.prune_impl(t.view(), None)
+                        p.prune_impl(t.view(), None)
                     };
                     r.map(|m| (name.to_string(), m))
                         .map_err(|e| in_tensor(name, e))
@@ -468,6 +508,10 @@ impl Pruner {
             Scope::Global => {
                 let views: Vec<ArrayViewD<'_, f32>> =
                     tensors.iter().map(|(_, t)| t.view()).collect();
+                let per_tensor: Vec<Option<Box<dyn PruningCriterion>>> = tensors
+                    .iter()
+                    .map(|(name, _)| self.criterion.for_tensor(name))
+                    .collect();
                 for (name, t) in tensors {
                     check_finite(t).map_err(|e| in_tensor(name, e.into()))?;
                 }
@@ -484,14 +528,26 @@ impl Pruner {
                             let k =
                                 self.amount
                                     .units_to_prune_of(total, total - zeros, "weights")?;
-                            self.prune_global_amount(&views, None, Amount::Count(zeros + k), false)?
+                            self.prune_global_amount(
+                                &views,
+                                None,
+                                Amount::Count(zeros + k),
+                                false,
+                                &per_tensor,
+                            )?
                         } else {
                             let priors: Vec<Mask> =
                                 views.iter().map(|t| Mask::from_nonzero(t)).collect();
-                            self.prune_global_amount(&views, Some(&priors), self.amount, false)?
+                            self.prune_global_amount(
+                                &views,
+                                Some(&priors),
+                                self.amount,
+                                false,
+                                &per_tensor,
+                            )?
                         }
                     }
-                    _ => self.prune_global_amount(&views, None, self.amount, false)?,
+                    _ => self.prune_global_amount(&views, None, self.amount, false, &per_tensor)?,
                 };
                 Ok(tensors
                     .iter()

@@ -350,7 +350,11 @@ impl Shrinker {
                 }
                 Some(_) => {}
             }
-            let s = self.criterion.scores(t).map_err(in_t)?;
+            let s = match self.criterion.for_tensor(name) {
+                Some(c) => c.scores(t),
+                None => self.criterion.scores(t),
+            }
+            .map_err(in_t)?;
             check_finite(&s).map_err(|e| in_t(e.into()))?;
             let s = s.as_standard_layout();
             let norms = channel_norms(s.as_slice().unwrap_or(&[]), s.shape(), *axis, self.norm)

@@ -385,4 +385,51 @@ mod selection_vs_sorting {
             }
         }
     }
+
+    /// |w| materialised, but not flagged as |w|: the pruner ranks the scores it returns.
+    struct AbsScores;
+    impl PruningCriterion for AbsScores {
+        fn scores(
+            &self,
+            w: &ndarray::ArrayRef<f32, ndarray::IxDyn>,
+        ) -> modelopt_prune::Result<ArrayD<f32>> {
+            Ok(w.mapv(f32::abs))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// N:M with L1 (ranked on the weights' |w| directly) gives the masks of ranking the
+        /// materialised |w| scores, with ties, ±0, a prior mask, 2-D and 4-D, 2:4 / 1:4 / 4:8.
+        #[test]
+        fn nm_l1_equals_materialised_abs_scores(
+            vals in proptest::collection::vec((-3i32..4, any::<bool>()), 1..6),
+            nm in prop::sample::select(vec![(2usize, 4usize), (1, 4), (4, 8)]),
+            four_d in any::<bool>(),
+        ) {
+            let (n, m) = nm;
+            let shape: Vec<usize> = if four_d { vec![3, 2 * m, 2, 1] } else { vec![5, 3 * m] };
+            let len: usize = shape.iter().product();
+            let w = ArrayD::from_shape_fn(ndarray::IxDyn(&shape), |ix| {
+                let i = ndarray::Dimension::slice(&ix).iter().fold(0usize, |a, &x| a * 7 + x);
+                let (v, neg) = vals[i % vals.len()];
+                let x = v as f32 * 0.5 + (i % 3) as f32;
+                if neg { -x } else { x }
+            });
+            let prior = Mask::from_keep(ArrayD::from_shape_fn(ndarray::IxDyn(&shape), |ix| {
+                ndarray::Dimension::slice(&ix).iter().sum::<usize>() % 5 != 0
+            }));
+            prop_assert_eq!(prior.keep().len(), len);
+            let st = Structure::n_m(n, m).unwrap();
+            let got = Pruner::new(L1Magnitude).structure(st).prune(&w).unwrap();
+            let want = Pruner::new(AbsScores).structure(st).prune(&w).unwrap();
+            prop_assert_eq!(got, want);
+            let got = Pruner::new(L1Magnitude).structure(st).prune_again(&w, &prior).unwrap();
+            let want = Pruner::new(AbsScores).structure(st).prune_again(&w, &prior).unwrap();
+            prop_assert_eq!(got, want);
+            let got = Pruner::new(L1Magnitude).structure(st).prune_composed(&w).unwrap();
+            let want = Pruner::new(AbsScores).structure(st).prune_composed(&w).unwrap();
+            prop_assert_eq!(got, want);
+        }
+    }
 }

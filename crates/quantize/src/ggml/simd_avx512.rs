@@ -1,18 +1,20 @@
-//! AVX-512 row kernels for the simple block formats Q8_0, Q4_0 and Q4_1.
+//! AVX-512 row kernels for the simple block formats Q8_0, Q4_0, Q4_1 and Q5_0.
 //!
 //! Each block is two `__m512` registers. The operations are the IEEE single-precision ones of
 //! the portable kernels ([`BlockQ8_0::quantize`], [`BlockQ4_0::quantize`],
-//! [`BlockQ4_1::quantize`]) in the same order (a separate subtract, multiply and add, no FMA),
-//! the f16 conversion is `vcvtps2ph` with round to nearest even (what `f32_to_f16` computes for
-//! finite values, overflow to ±Inf included), so the bytes are the same. The block min/max keep
-//! llama.cpp's sequential `if (v < min)` choice between `-0.0` and `+0.0`, and codes of
-//! overflowing scales (`1/d` = Inf, `x - min` = Inf) come out as the low byte of the
-//! conversion's `i32::MIN`, 0, as in the portable code. Unit tests check the bytes against the
-//! portable kernels: ties, near-ties, signed zeros, subnormal and f32-overflowing ranges.
+//! [`BlockQ4_1::quantize`], [`BlockQ5_0::quantize`]) in the same order (a separate subtract,
+//! multiply and add, no FMA), the f16 conversion is `vcvtps2ph` with round to nearest even
+//! (what `f32_to_f16` computes for finite values, overflow to ±Inf included), so the bytes are
+//! the same. The block min/max keep llama.cpp's sequential `if (v < min)` choice between `-0.0`
+//! and `+0.0`, and codes of overflowing scales (`1/d` = Inf, `x - min` = Inf, `0 * Inf`) come
+//! out as the low byte of the conversion's `i32::MIN`, 0, as in the portable code. Unit tests
+//! check the bytes against the portable kernels: ties, near-ties, signed zeros, subnormal and
+//! f32-overflowing ranges.
 //!
 //! [`BlockQ8_0::quantize`]: super::BlockQ8_0::quantize
 //! [`BlockQ4_0::quantize`]: super::BlockQ4_0::quantize
 //! [`BlockQ4_1::quantize`]: super::BlockQ4_1::quantize
+//! [`BlockQ5_0::quantize`]: super::BlockQ5_0::quantize
 
 use std::arch::x86_64::*;
 
@@ -65,6 +67,17 @@ fn round_half_away(v: __m512) -> __m512 {
     _mm512_mask_add_ps(t, up, t, one)
 }
 
+/// The first element of largest magnitude, with its sign (numpy `x[argmax(abs(x))]`), from the
+/// absolute values of the two halves.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,f16c")]
+#[inline]
+fn first_abs_max(aa: __m512, ab: __m512, x: &[f32; 32]) -> f32 {
+    let amax = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(aa, ab)));
+    let hits = (_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(aa, amax) as u32)
+        | ((_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(ab, amax) as u32) << 16);
+    x[(hits.trailing_zeros() as usize).min(31)]
+}
+
 /// Quantizes a row to Q8_0 (`src.len()` a multiple of 32, `dst` 34 bytes a block), byte for
 /// byte as [`super::BlockQ8_0::quantize`]. `Err(i)`: element `i` is not finite.
 ///
@@ -113,11 +126,7 @@ pub(crate) unsafe fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) -> Result<()
         if bad {
             return Err(i * 32 + first_non_finite(x).unwrap_or(0));
         }
-        let amax = _mm512_reduce_max_ps(_mm512_max_ps(aa, ab));
-        // The first element of largest magnitude, with its sign.
-        let hits = (_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(aa, _mm512_set1_ps(amax)) as u32)
-            | ((_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(ab, _mm512_set1_ps(amax)) as u32) << 16);
-        let max = x[(hits.trailing_zeros() as usize).min(31)];
+        let max = first_abs_max(aa, ab, x);
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let vid = _mm512_set1_ps(id);
@@ -222,10 +231,56 @@ pub(crate) unsafe fn quantize_row_q4_1(src: &[f32], dst: &mut [u8]) -> Result<()
     Ok(())
 }
 
+/// The fifth bits of the codes of a block as the little-endian `u32` `qh`: bit `j` is bit 4 of
+/// element `j`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,f16c")]
+#[inline]
+fn fifth_bits(qa: __m512i, qb: __m512i) -> u32 {
+    let bit4 = _mm512_set1_epi32(0x10);
+    (_mm512_test_epi32_mask(qa, bit4) as u32) | ((_mm512_test_epi32_mask(qb, bit4) as u32) << 16)
+}
+
+/// Quantizes a row to Q5_0 (`src.len()` a multiple of 32, `dst` 22 bytes a block), byte for
+/// byte as [`super::BlockQ5_0::quantize`]. `Err(i)`: element `i` is not finite.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/DQ and F16C ([`available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,f16c")]
+pub(crate) unsafe fn quantize_row_q5_0(src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
+    let (xs, _) = src.as_chunks::<32>();
+    let (os, _) = dst.as_chunks_mut::<22>();
+    let half16 = _mm512_set1_ps(16.5);
+    let top = _mm512_set1_epi32(31);
+    for (i, (x, o)) in xs.iter().zip(os).enumerate() {
+        // SAFETY: `x` is 32 floats.
+        let (a, b, aa, ab, bad) = unsafe { load_block(x.as_ptr()) };
+        if bad {
+            return Err(i * 32 + first_non_finite(x).unwrap_or(0));
+        }
+        let max = first_abs_max(aa, ab, x);
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let vid = _mm512_set1_ps(id);
+        let qa = _mm512_min_epi32(
+            _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(a, vid), half16)),
+            top,
+        );
+        let qb = _mm512_min_epi32(
+            _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(b, vid), half16)),
+            top,
+        );
+        o[..2].copy_from_slice(&f16_bits(d).to_le_bytes());
+        o[2..6].copy_from_slice(&fifth_bits(qa, qb).to_le_bytes());
+        // SAFETY: `o[6..22]` is 16 writable bytes.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().add(6).cast(), nibbles(qa, qb)) };
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+    use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0};
 
     /// Rows of awkward blocks: ties at every half, signed zeros, equal ±maxima, tiny and huge
     /// scales, random noise.
@@ -304,6 +359,20 @@ mod tests {
             }
             out.push(row);
         }
+        // The same for the symmetric formats (Q4_0: d = max / -8, Q5_0: d = max / -16):
+        // `x = (j + 0.5 - top) * d` next to the tie of `x * id + top + 0.5`.
+        for top in [8usize, 16] {
+            let mut row = Vec::with_capacity(1024);
+            for _ in 0..32 {
+                let max = next() * 8.0;
+                let d = max / -(top as f32);
+                row.push(max);
+                for k in 1..32 {
+                    row.push(d * (((k * 7) % (2 * top)) as f32 + 0.5 - top as f32));
+                }
+            }
+            out.push(row);
+        }
         // Halves from a min of zero with a scale that is not a power of two.
         out.push((0..1024).map(|i| (i % 31) as f32 * 0.5).collect());
         out.push(vec![0.0; 1024]);
@@ -372,6 +441,16 @@ mod tests {
                 .flat_map(|b| BlockQ4_1::quantize(b).to_bytes())
                 .collect();
             assert_eq!(a, want, "q4_1 {:?}", &x[..4]);
+            let mut a = vec![0u8; 32 * 22];
+            // SAFETY: checked by `available`.
+            unsafe { quantize_row_q5_0(&x, &mut a) }.unwrap();
+            let want: Vec<u8> = x
+                .as_chunks::<32>()
+                .0
+                .iter()
+                .flat_map(|b| BlockQ5_0::quantize(b).to_bytes())
+                .collect();
+            assert_eq!(a, want, "q5_0 {:?}", &x[..4]);
         }
     }
 
@@ -392,6 +471,9 @@ mod tests {
             let mut q = vec![0u8; 4 * 20];
             // SAFETY: checked by `available`.
             assert_eq!(unsafe { quantize_row_q4_1(&x, &mut q) }, Err(77));
+            let mut q = vec![0u8; 4 * 22];
+            // SAFETY: checked by `available`.
+            assert_eq!(unsafe { quantize_row_q5_0(&x, &mut q) }, Err(77));
         }
     }
 }

@@ -157,7 +157,7 @@ fn encode_avx2(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
     }
 }
 
-/// The AVX-512 kernels: Q8_0, Q4_0, Q4_1 and Q5_0 rows, and the K-quants whose scale search runs on
+/// The AVX-512 kernels: the Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows, and the K-quants whose scale search runs on
 /// several super-blocks per register (four at a time; the rest through the AVX2 search).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq")]
@@ -168,6 +168,7 @@ fn encode_avx512(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize>
         GgmlType::Q4_0 => unsafe { super::simd_avx512::quantize_row_q4_0(src, dst) },
         GgmlType::Q4_1 => unsafe { super::simd_avx512::quantize_row_q4_1(src, dst) },
         GgmlType::Q5_0 => unsafe { super::simd_avx512::quantize_row_q5_0(src, dst) },
+        GgmlType::Q5_1 => unsafe { super::simd_avx512::quantize_row_q5_1(src, dst) },
         GgmlType::Q2_K => encode_in_fours::<Avx2Search<BlockQ2_K>, 84>(src, dst, |x| {
             unsafe { BlockQ2_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
         }),

@@ -1,12 +1,12 @@
-//! AVX-512 row kernels for the simple block formats Q8_0, Q4_0, Q4_1 and Q5_0.
+//! AVX-512 row kernels for the simple block formats Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1.
 //!
 //! Each block is two `__m512` registers. The operations are the IEEE single-precision ones of
 //! the portable kernels ([`BlockQ8_0::quantize`], [`BlockQ4_0::quantize`],
-//! [`BlockQ4_1::quantize`], [`BlockQ5_0::quantize`]) in the same order (a separate subtract,
-//! multiply and add, no FMA), the f16 conversion is `vcvtps2ph` with round to nearest even
-//! (what `f32_to_f16` computes for finite values, overflow to ±Inf included), so the bytes are
-//! the same. The block min/max keep llama.cpp's sequential `if (v < min)` choice between `-0.0`
-//! and `+0.0`, and codes of overflowing scales (`1/d` = Inf, `x - min` = Inf, `0 * Inf`) come
+//! [`BlockQ4_1::quantize`], [`BlockQ5_0::quantize`], [`BlockQ5_1::quantize`]) in the same
+//! order (a separate subtract, multiply and add, no FMA), the f16 conversion is `vcvtps2ph`
+//! with round to nearest even (what `f32_to_f16` computes for finite values, overflow to ±Inf
+//! included), so the bytes are the same. The block min/max keep llama.cpp's sequential
+//! `if (v < min)` choice between `-0.0` and `+0.0`, and codes of overflowing scales (`1/d` = Inf, `x - min` = Inf, `0 * Inf`) come
 //! out as the low byte of the conversion's `i32::MIN`, 0, as in the portable code. Unit tests
 //! check the bytes against the portable kernels: ties, near-ties, signed zeros, subnormal and
 //! f32-overflowing ranges.
@@ -15,6 +15,7 @@
 //! [`BlockQ4_0::quantize`]: super::BlockQ4_0::quantize
 //! [`BlockQ4_1::quantize`]: super::BlockQ4_1::quantize
 //! [`BlockQ5_0::quantize`]: super::BlockQ5_0::quantize
+//! [`BlockQ5_1::quantize`]: super::BlockQ5_1::quantize
 
 use std::arch::x86_64::*;
 
@@ -277,10 +278,40 @@ pub(crate) unsafe fn quantize_row_q5_0(src: &[f32], dst: &mut [u8]) -> Result<()
     Ok(())
 }
 
+/// Quantizes a row to Q5_1 (`src.len()` a multiple of 32, `dst` 24 bytes a block), byte for
+/// byte as [`super::BlockQ5_1::quantize`]. `Err(i)`: element `i` is not finite.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/DQ and F16C ([`available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,f16c")]
+pub(crate) unsafe fn quantize_row_q5_1(src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
+    let (xs, _) = src.as_chunks::<32>();
+    let (os, _) = dst.as_chunks_mut::<24>();
+    let top = _mm512_set1_epi32(31);
+    for (i, (x, o)) in xs.iter().zip(os).enumerate() {
+        // SAFETY: `x` is 32 floats.
+        let (a, b, _, _, bad) = unsafe { load_block(x.as_ptr()) };
+        if bad {
+            return Err(i * 32 + first_non_finite(x).unwrap_or(0));
+        }
+        let (min, max) = min_max_block(a, b, x);
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (vmin, vid) = (_mm512_set1_ps(min), _mm512_set1_ps(id));
+        let qa = codes_with_min(a, vmin, vid, top);
+        let qb = codes_with_min(b, vmin, vid, top);
+        o[..4].copy_from_slice(&f16_pair_bits(d, min).to_le_bytes());
+        o[4..8].copy_from_slice(&fifth_bits(qa, qb).to_le_bytes());
+        // SAFETY: `o[8..24]` is 16 writable bytes.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().add(8).cast(), nibbles(qa, qb)) };
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0};
+    use crate::ggml::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
     /// Rows of awkward blocks: ties at every half, signed zeros, equal ±maxima, tiny and huge
     /// scales, random noise.
@@ -451,6 +482,16 @@ mod tests {
                 .flat_map(|b| BlockQ5_0::quantize(b).to_bytes())
                 .collect();
             assert_eq!(a, want, "q5_0 {:?}", &x[..4]);
+            let mut a = vec![0u8; 32 * 24];
+            // SAFETY: checked by `available`.
+            unsafe { quantize_row_q5_1(&x, &mut a) }.unwrap();
+            let want: Vec<u8> = x
+                .as_chunks::<32>()
+                .0
+                .iter()
+                .flat_map(|b| BlockQ5_1::quantize(b).to_bytes())
+                .collect();
+            assert_eq!(a, want, "q5_1 {:?}", &x[..4]);
         }
     }
 
@@ -474,6 +515,9 @@ mod tests {
             let mut q = vec![0u8; 4 * 22];
             // SAFETY: checked by `available`.
             assert_eq!(unsafe { quantize_row_q5_0(&x, &mut q) }, Err(77));
+            let mut q = vec![0u8; 4 * 24];
+            // SAFETY: checked by `available`.
+            assert_eq!(unsafe { quantize_row_q5_1(&x, &mut q) }, Err(77));
         }
     }
 }

@@ -120,8 +120,8 @@ pub(crate) enum Isa {
     /// x86-64 with AVX2 and F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// x86-64 with AVX2, F16C, AVX-512F and AVX-512BW: the Q8_0 / Q4_0 row kernels of
-    /// `simd_avx512`, the AVX2 copy for everything else.
+    /// x86-64 with AVX2, F16C, AVX-512F/BW/DQ: the simple-format row kernels of `simd_avx512`
+    /// and the K-quant searches four super-blocks at a time, the AVX2 copy for everything else.
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -157,7 +157,7 @@ fn encode_avx2(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
     }
 }
 
-/// The AVX-512 kernels: Q8_0 and Q4_0 rows, and the K-quants whose scale search runs on
+/// The AVX-512 kernels: the Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows, and the K-quants whose scale search runs on
 /// several super-blocks per register (four at a time; the rest through the AVX2 search).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq")]
@@ -166,6 +166,9 @@ fn encode_avx512(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize>
     match ty {
         GgmlType::Q8_0 => unsafe { super::simd_avx512::quantize_row_q8_0(src, dst) },
         GgmlType::Q4_0 => unsafe { super::simd_avx512::quantize_row_q4_0(src, dst) },
+        GgmlType::Q4_1 => unsafe { super::simd_avx512::quantize_row_q4_1(src, dst) },
+        GgmlType::Q5_0 => unsafe { super::simd_avx512::quantize_row_q5_0(src, dst) },
+        GgmlType::Q5_1 => unsafe { super::simd_avx512::quantize_row_q5_1(src, dst) },
         GgmlType::Q2_K => encode_in_fours::<Avx2Search<BlockQ2_K>, 84>(src, dst, |x| {
             unsafe { BlockQ2_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
         }),

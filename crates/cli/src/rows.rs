@@ -1,6 +1,6 @@
 //! Row-parallel quantization of one tensor, with the reconstruction error measured on the fly.
 
-use modelopt_io::{DType, decode_f32, f32_view};
+use modelopt_io::Checkpoint;
 use modelopt_quantize::QuantScheme;
 use modelopt_quantize::ggml::{self, GgmlType};
 use ndarray::ArrayView2;
@@ -11,21 +11,29 @@ use rayon::prelude::*;
 /// 537 MB bench file, 2^18: 5.0); a 4096 x 4096 tensor still splits into 64 items.
 const CHUNK_ELEMENTS: usize = 1 << 18;
 
-/// The values of a tensor: f32 in memory, or the stored little-endian bytes of a plain float
-/// dtype (F32, F16, BF16, F64), decoded chunk by chunk inside the parallel loop.
+/// The values of a tensor: f32 in memory, or a plain float tensor (F32, F16, BF16, F64) read
+/// from its file chunk by chunk inside the parallel loop.
 #[derive(Clone, Copy)]
 pub enum Source<'a> {
     /// Values already in f32.
     F32(&'a [f32]),
-    /// Stored bytes of a plain float dtype.
-    Stored(DType, &'a [u8]),
+    /// A plain float tensor of `len` elements read from its file piece by piece
+    /// ([`Checkpoint::read_f32_at`]): no page faults on a map, nothing to release after.
+    File {
+        /// The checkpoint.
+        input: &'a Checkpoint,
+        /// The tensor's name.
+        name: &'a str,
+        /// Its number of elements.
+        len: usize,
+    },
 }
 
 impl<'a> Source<'a> {
     fn len(&self) -> usize {
         match self {
             Source::F32(x) => x.len(),
-            Source::Stored(d, b) => b.len() / d.element_bytes().unwrap_or(1).max(1),
+            Source::File { len, .. } => *len,
         }
     }
 
@@ -42,16 +50,11 @@ impl<'a> Source<'a> {
     {
         match *self {
             Source::F32(all) => Ok(&all[first..first + len]),
-            Source::Stored(d, raw) => {
-                let eb = d.element_bytes().unwrap_or(4);
-                let raw = &raw[first * eb..(first + len) * eb];
-                if d == DType::F32
-                    && let Some(x) = f32_view(raw)
-                {
-                    return Ok(x);
-                }
+            Source::File { input, name, .. } => {
                 local.resize(len, 0.0f32);
-                decode_f32(d, raw, local).map_err(|e| e.to_string())?;
+                input
+                    .read_f32_at(name, first, local)
+                    .map_err(|e| e.to_string())?;
                 Ok(local)
             }
         }
@@ -253,25 +256,41 @@ mod tests {
     }
 
     #[test]
-    fn stored_and_f32_sources_give_the_same_blocks() {
+    fn file_and_f32_sources_give_the_same_blocks() {
         // 7 rows of 64Ki + 64 elements: work items of 3 rows, the last one short.
         let row = 65536 + 64;
         let x = values(7 * row);
         let bytes = f32_to_bytes(&x);
         let (a, sa) = blocks(GgmlType::Q4_0, Source::F32(&x), row);
-        let (b, sb) = blocks(GgmlType::Q4_0, Source::Stored(DType::F32, &bytes), row);
-        // Misaligned stored bytes are decoded instead of viewed in place.
-        let shifted = [&[0u8][..], &bytes].concat();
-        let (c, sc) = blocks(
-            GgmlType::Q4_0,
-            Source::Stored(DType::F32, &shifted[1..]),
-            row,
-        );
-        assert_eq!(a, b);
-        assert_eq!(a, c);
+        // Read from a file piece by piece: F32 straight into the buffer, F16 decoded.
+        let halves: Vec<half::f16> = x.iter().map(|v| half::f16::from_f32(*v)).collect();
+        let h_bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let h_values: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        let path =
+            std::env::temp_dir().join(format!("modelopt-rows-{}.safetensors", std::process::id()));
+        let infos = vec![
+            modelopt_io::TensorInfo::new("w", modelopt_io::DType::F32, vec![7, row]),
+            modelopt_io::TensorInfo::new("h", modelopt_io::DType::F16, vec![7, row]),
+        ];
+        let mut w =
+            modelopt_io::SafetensorsWriter::create(&path, infos, Default::default()).unwrap();
+        w.write_tensor("w", &bytes).unwrap();
+        w.write_tensor("h", &h_bytes).unwrap();
+        w.finish().unwrap();
+        let input = Checkpoint::open(&path).unwrap();
+        let file = |name| Source::File {
+            input: &input,
+            name,
+            len: x.len(),
+        };
+        let (d, sd) = blocks(GgmlType::Q4_0, file("w"), row);
+        let (e, se) = blocks(GgmlType::Q4_0, file("h"), row);
+        let (f, sf) = blocks(GgmlType::Q4_0, Source::F32(&h_values), row);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(a, d);
+        assert_eq!(sa, sd);
+        assert_eq!((e, se), (f, sf));
         assert_eq!(a, ggml::quantize(GgmlType::Q4_0, &x).unwrap());
-        assert_eq!(sa, sb);
-        assert_eq!(sa, sc);
     }
 
     #[test]

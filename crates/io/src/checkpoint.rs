@@ -2,7 +2,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use crate::{GgufFile, IoError, QuantLayout, Result, SafetensorsFile, TensorInfo, quant_layouts};
+use crate::{
+    DType, GgufFile, IoError, QuantLayout, Result, SafetensorsFile, TensorInfo, decode_f32,
+    quant_layouts,
+};
 
 /// A model file format.
 ///
@@ -321,6 +324,63 @@ impl Checkpoint {
                 }
             },
         }
+    }
+
+    /// Elements `first..first + out.len()` of tensor `name`, a plain float tensor (F32, F16,
+    /// BF16, F64) stored as such, read from the file with `pread` instead of the map and
+    /// converted to f32: the way to stream a large tensor through small buffers, with one copy
+    /// and no page faults (nothing stays mapped, nothing to release). F32 on a little-endian
+    /// machine is read straight into `out`.
+    ///
+    /// ```
+    /// use modelopt_io::{Checkpoint, DType, SafetensorsWriter, TensorInfo, f32_to_bytes};
+    /// let path = std::env::temp_dir().join(format!("modelopt-readat-doc-{}.safetensors", std::process::id()));
+    /// let mut w = SafetensorsWriter::create(&path, vec![TensorInfo::new("w", DType::F32, vec![4])], Default::default())?;
+    /// w.write_tensor("w", &f32_to_bytes(&[1.0, 2.0, 3.0, 4.0]))?;
+    /// w.finish()?;
+    /// let c = Checkpoint::open(&path)?;
+    /// let mut out = [0f32; 2];
+    /// c.read_f32_at("w", 1, &mut out)?;
+    /// assert_eq!(out, [2.0, 3.0]);
+    /// assert!(c.read_f32_at("w", 3, &mut out).is_err()); // past the end
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn read_f32_at(&self, name: &str, first: usize, out: &mut [f32]) -> Result<()> {
+        let (info, path) = match self {
+            Checkpoint::Safetensors(f, layouts) if !layouts.contains_key(name) => {
+                (f.info(name)?, f.path())
+            }
+            Checkpoint::Gguf(f) => (f.info(name)?, f.path()),
+            Checkpoint::Safetensors(f, _) => {
+                return Err(IoError::format(
+                    f.path(),
+                    format!("tensor `{name}` is quantized: read it with tensor_f32"),
+                ));
+            }
+        };
+        let dtype = info.dtype;
+        let eb = match dtype.element_bytes() {
+            Some(eb) if dtype.is_float() => eb,
+            _ => {
+                return Err(IoError::format(
+                    path,
+                    format!("tensor `{name}`: {dtype} is not a plain float type"),
+                ));
+            }
+        };
+        let bad = || IoError::format(path, format!("tensor `{name}`: element range overflows"));
+        let offset = first.checked_mul(eb).ok_or_else(bad)?;
+        let read = |buf: &mut [u8]| match self {
+            Checkpoint::Safetensors(f, _) => f.read_tensor_at(name, offset, buf),
+            Checkpoint::Gguf(f) => f.read_tensor_at(name, offset, buf),
+        };
+        if dtype == DType::F32 && cfg!(target_endian = "little") {
+            return read(bytemuck::cast_slice_mut(out));
+        }
+        let mut raw = vec![0u8; out.len().checked_mul(eb).ok_or_else(bad)?];
+        read(&mut raw)?;
+        decode_f32(dtype, &raw, out)
     }
 
     /// Drops the memory pages of tensor `name` after processing it.

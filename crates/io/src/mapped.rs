@@ -12,6 +12,7 @@ use crate::{IoError, Result};
 #[derive(Debug)]
 pub(crate) struct Mapped {
     map: Mmap,
+    file: File,
 }
 
 impl Mapped {
@@ -24,11 +25,18 @@ impl Mapped {
         // SAFETY: the map is read-only; like every mmap reader (safetensors' own example) we rely
         // on the file not being truncated by another process while it is open.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| IoError::io(path, e))?;
-        Ok(Mapped { map })
+        Ok(Mapped { map, file })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.map
+    }
+
+    /// Reads `buf.len()` bytes at `offset` with `pread`, not through the map: for streaming a
+    /// large tensor through small buffers, this costs one copy and no page faults, and leaves
+    /// nothing mapped to release.
+    pub(crate) fn read_at(&self, offset: usize, buf: &mut [u8]) -> std::io::Result<()> {
+        read_exact_at(&self.file, offset as u64, buf)
     }
 
     /// Drops the resident pages of `range` so that memory follows the tensor being processed,
@@ -47,4 +55,22 @@ impl Mapped {
             };
         }
     }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut offset: u64, mut buf: &mut [u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
 }

@@ -217,24 +217,9 @@ impl GgufFile {
     /// Reads bytes `offset..offset + buf.len()` of tensor `name` from the file (`pread`, not the
     /// map); see [`Checkpoint::read_f32_at`](crate::Checkpoint::read_f32_at).
     pub fn read_tensor_at(&self, name: &str, offset: usize, buf: &mut [u8]) -> Result<()> {
-        let i = self.position(name)?;
-        let range = self.ranges[i].clone();
-        if offset
-            .checked_add(buf.len())
-            .is_none_or(|end| end > range.len())
-        {
-            return Err(IoError::format(
-                &self.path,
-                format!(
-                    "tensor `{name}`: bytes {offset}..+{} are outside its {} bytes",
-                    buf.len(),
-                    range.len()
-                ),
-            ));
-        }
+        let range = self.ranges[self.position(name)?].clone();
         self.map
-            .read_at(range.start + offset, buf)
-            .map_err(|e| IoError::io(&self.path, e))
+            .read_tensor_at(&self.path, name, range, offset, buf)
     }
 
     pub(crate) fn info(&self, name: &str) -> Result<&TensorInfo> {

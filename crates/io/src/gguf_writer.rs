@@ -3,7 +3,7 @@ use std::path::Path;
 
 use crate::gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, gguf_type_id};
 use crate::gguf_value::write_string;
-use crate::tensor_out::{Slot, Slots};
+use crate::tensor_out::Slots;
 use crate::{AtomicFile, GgufValue, IoError, Result, TensorInfo, TensorOut};
 
 /// The GGUF version written.
@@ -133,17 +133,8 @@ impl GgufWriter {
         let data = header.len() as u64;
         let file = AtomicFile::create(&path)?;
         file.write_at(0, &header)?;
-        let slots = sized
-            .into_iter()
-            .map(|(name, start, len)| Slot {
-                name,
-                start: data + start as u64,
-                len,
-                pad: len.next_multiple_of(alignment) - len,
-            })
-            .collect();
         Ok(GgufWriter {
-            slots: Slots::new(file, slots),
+            slots: Slots::new(file, data, sized, alignment),
         })
     }
 

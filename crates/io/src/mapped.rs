@@ -32,11 +32,32 @@ impl Mapped {
         &self.map
     }
 
-    /// Reads `buf.len()` bytes at `offset` with `pread`, not through the map: for streaming a
-    /// large tensor through small buffers, this costs one copy and no page faults, and leaves
-    /// nothing mapped to release.
-    pub(crate) fn read_at(&self, offset: usize, buf: &mut [u8]) -> std::io::Result<()> {
-        read_exact_at(&self.file, offset as u64, buf)
+    /// Reads bytes `offset..offset + buf.len()` of tensor `name`, stored at `range` of the file
+    /// `path`, with `pread`, not through the map: for streaming a large tensor through small
+    /// buffers, this costs one copy and no page faults, and leaves nothing mapped to release.
+    pub(crate) fn read_tensor_at(
+        &self,
+        path: &Path,
+        name: &str,
+        range: Range<usize>,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        if offset
+            .checked_add(buf.len())
+            .is_none_or(|end| end > range.len())
+        {
+            return Err(IoError::format(
+                path,
+                format!(
+                    "tensor `{name}`: bytes {offset}..+{} are outside its {} bytes",
+                    buf.len(),
+                    range.len()
+                ),
+            ));
+        }
+        read_exact_at(&self.file, (range.start + offset) as u64, buf)
+            .map_err(|e| IoError::io(path, e))
     }
 
     /// Drops the resident pages of `range` so that memory follows the tensor being processed,

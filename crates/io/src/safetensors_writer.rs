@@ -3,7 +3,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::tensor_out::{Slot, Slots};
+use crate::tensor_out::Slots;
 use crate::{AtomicFile, IoError, Result, TensorInfo, TensorOut};
 
 /// Writes a safetensors file one tensor at a time: the header (with every offset) is written first
@@ -102,17 +102,8 @@ impl SafetensorsWriter {
         file.write_at(0, &(text.len() as u64).to_le_bytes())?;
         file.write_at(8, &text)?;
         let data = 8 + text.len() as u64;
-        let slots = sized
-            .into_iter()
-            .map(|(name, start, len)| Slot {
-                name,
-                start: data + start as u64,
-                len,
-                pad: 0,
-            })
-            .collect();
         Ok(SafetensorsWriter {
-            slots: Slots::new(file, slots),
+            slots: Slots::new(file, data, sized, 1),
         })
     }
 

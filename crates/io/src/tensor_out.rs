@@ -9,11 +9,11 @@ use crate::{AtomicFile, IoError, Result};
 /// Where one declared tensor goes: its first byte in the file, its size, and the zero padding
 /// after it.
 #[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) name: String,
-    pub(crate) start: u64,
-    pub(crate) len: usize,
-    pub(crate) pad: usize,
+struct Slot {
+    name: String,
+    start: u64,
+    len: usize,
+    pad: usize,
 }
 
 /// The output file and its declared tensors; `next` is the first one not yet written.
@@ -25,8 +25,24 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    /// `file` already holds the header; `slots` are the tensors in declaration order.
-    pub(crate) fn new(file: AtomicFile, slots: Vec<Slot>) -> Self {
+    /// `file` already holds the header; the tensors, in declaration order, are `(name, offset
+    /// in the data section, bytes)`, the data section starts at byte `data` and each tensor is
+    /// padded with zeros to a multiple of `alignment`.
+    pub(crate) fn new(
+        file: AtomicFile,
+        data: u64,
+        tensors: Vec<(String, usize, usize)>,
+        alignment: usize,
+    ) -> Self {
+        let slots = tensors
+            .into_iter()
+            .map(|(name, offset, len)| Slot {
+                name,
+                start: data + offset as u64,
+                len,
+                pad: len.next_multiple_of(alignment) - len,
+            })
+            .collect();
         Slots {
             file,
             slots,

@@ -271,25 +271,6 @@ pub fn decode_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// Little-endian f32 `bytes` seen as `&[f32]` without a copy, when the platform is
-/// little-endian and the bytes are 4-byte aligned (memory-mapped tensors usually are);
-/// `None` otherwise, and then [`decode_f32`] copies them.
-///
-/// ```
-/// let v = [1.5f32, -2.0];
-/// let bytes: &[u8] = bytemuck::cast_slice(&v);
-/// # #[cfg(target_endian = "little")]
-/// assert_eq!(modelopt_io::f32_view(bytes), Some(&v[..]));
-/// assert_eq!(modelopt_io::f32_view(&bytes[1..5]), None); // misaligned
-/// ```
-pub fn f32_view(bytes: &[u8]) -> Option<&[f32]> {
-    if cfg!(target_endian = "little") {
-        bytemuck::try_cast_slice(bytes).ok()
-    } else {
-        None
-    }
-}
-
 /// The little-endian bytes of `values` as f32.
 ///
 /// ```

@@ -44,7 +44,7 @@ mod tensor_out;
 
 pub use atomic::{AtomicFile, same_file};
 pub use checkpoint::{Checkpoint, CheckpointTensor, FileFormat};
-pub use dtype::{DType, decode_f32, element_count, f32_to_bytes, f32_view};
+pub use dtype::{DType, decode_f32, element_count, f32_to_bytes};
 pub use error::{IoError, Result};
 pub use gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GgufFile};
 pub use gguf_value::{GgufType, GgufValue};

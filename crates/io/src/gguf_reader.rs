@@ -216,6 +216,19 @@ impl GgufFile {
 
     /// Reads bytes `offset..offset + buf.len()` of tensor `name` from the file (`pread`, not the
     /// map); see [`Checkpoint::read_f32_at`](crate::Checkpoint::read_f32_at).
+    ///
+    /// ```
+    /// use modelopt_io::{DType, GgufFile, GgufWriter, TensorInfo};
+    /// let path = std::env::temp_dir().join(format!("modelopt-ggrd-doc-{}.gguf", std::process::id()));
+    /// let mut w = GgufWriter::create(&path, vec![], vec![TensorInfo::new("ids", DType::I8, vec![4])])?;
+    /// w.write_tensor("ids", &[1, 2, 3, 4])?;
+    /// w.finish()?;
+    /// let mut buf = [0u8; 3];
+    /// GgufFile::open(&path)?.read_tensor_at("ids", 1, &mut buf)?;
+    /// assert_eq!(buf, [2, 3, 4]);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
     pub fn read_tensor_at(&self, name: &str, offset: usize, buf: &mut [u8]) -> Result<()> {
         let range = self.ranges[self.position(name)?].clone();
         self.map

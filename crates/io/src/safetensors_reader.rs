@@ -199,6 +199,21 @@ impl SafetensorsFile {
 
     /// Reads bytes `offset..offset + buf.len()` of tensor `name` from the file (`pread`, not the
     /// map); see [`Checkpoint::read_f32_at`](crate::Checkpoint::read_f32_at).
+    ///
+    /// ```
+    /// use modelopt_io::{DType, SafetensorsFile, SafetensorsWriter, TensorInfo};
+    /// let path = std::env::temp_dir().join(format!("modelopt-strd-doc-{}.safetensors", std::process::id()));
+    /// let mut w = SafetensorsWriter::create(&path, vec![TensorInfo::new("ids", DType::U8, vec![4])], Default::default())?;
+    /// w.write_tensor("ids", &[1, 2, 3, 4])?;
+    /// w.finish()?;
+    /// let f = SafetensorsFile::open(&path)?;
+    /// let mut buf = [0u8; 2];
+    /// f.read_tensor_at("ids", 2, &mut buf)?;
+    /// assert_eq!(buf, [3, 4]);
+    /// assert!(f.read_tensor_at("ids", 3, &mut buf).is_err()); // past its end
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
     pub fn read_tensor_at(&self, name: &str, offset: usize, buf: &mut [u8]) -> Result<()> {
         let range = self.ranges[self.position(name)?].clone();
         self.map

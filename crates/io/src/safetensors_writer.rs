@@ -122,6 +122,19 @@ impl SafetensorsWriter {
 
     /// Starts the next declared tensor (`name`, `len` bytes) to be written in parts, from
     /// several threads if wanted; see [`TensorOut`].
+    ///
+    /// ```
+    /// use modelopt_io::{DType, SafetensorsWriter, TensorInfo};
+    /// let path = std::env::temp_dir().join(format!("modelopt-stbt-doc-{}.safetensors", std::process::id()));
+    /// let mut w = SafetensorsWriter::create(&path, vec![TensorInfo::new("a", DType::U8, vec![2])], Default::default())?;
+    /// assert!(w.begin_tensor("a", 3).is_err()); // declared with 2 bytes
+    /// let t = w.begin_tensor("a", 2)?;
+    /// t.write_at(0, &[7, 8])?;
+    /// t.finish()?;
+    /// w.finish()?;
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
     pub fn begin_tensor(&mut self, name: &str, len: usize) -> Result<TensorOut<'_>> {
         self.slots.begin(name, len)
     }

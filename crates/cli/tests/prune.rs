@@ -415,30 +415,17 @@ fn mlp(path: &Path) {
     let mut t = Vec::new();
     for (l, d) in [(0, DType::F32), (1, DType::F16)] {
         let s = 10 * l as u64;
-        t.push((
-            format!("blocks.{l}.fc1.weight"),
-            d,
-            vec![16, 8],
-            values(128, s + 1, 1.0),
-        ));
-        t.push((
-            format!("blocks.{l}.fc1.bias"),
-            d,
-            vec![16],
-            values(16, s + 2, 1.0),
-        ));
-        t.push((
-            format!("blocks.{l}.fc2.weight"),
-            d,
-            vec![4, 16],
-            values(64, s + 3, 1.0),
-        ));
-        t.push((
-            format!("blocks.{l}.fc2.bias"),
-            d,
-            vec![4],
-            values(4, s + 4, 1.0),
-        ));
+        let parts: [(&str, Vec<usize>); 4] = [
+            ("fc1.weight", vec![16, 8]),
+            ("fc1.bias", vec![16]),
+            ("fc2.weight", vec![4, 16]),
+            ("fc2.bias", vec![4]),
+        ];
+        for (k, (part, shape)) in parts.into_iter().enumerate() {
+            let n = shape.iter().product();
+            let v = values(n, s + k as u64 + 1, 1.0);
+            t.push((format!("blocks.{l}.{part}"), d, shape, v));
+        }
     }
     let t: Vec<(&str, DType, Vec<usize>, Vec<f32>)> = t
         .iter()

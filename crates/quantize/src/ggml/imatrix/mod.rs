@@ -84,50 +84,71 @@ impl GgmlType {
     }
 }
 
-/// One weighted row kernel: `x` (whole blocks, all finite), `qw` (same length, checked), `out`
-/// (exactly the row's bytes).
-type RowKernel = fn(&[f32], &[f32], &mut [u8]);
-
-/// The weighted kernel of `ty`, `None` when llama.cpp ignores importance for it. New types
-/// add one arm here.
+/// The weighted row kernels: `x` (whole blocks, all finite), `qw` (same length, checked),
+/// `out` (exactly the row's bytes). Types whose quantizer uses importance (see
+/// [`GgmlType::uses_importance`]) add one arm here. `AVX2 = true` only from
+/// [`encode_row_avx2`].
 #[inline(always)]
-fn kernel(ty: GgmlType) -> Option<RowKernel> {
-    Some(match ty {
-        GgmlType::Q4_0 => legacy::quantize_row_q4_0,
-        GgmlType::Q4_1 => legacy::quantize_row_q4_1,
-        GgmlType::Q5_0 => legacy::quantize_row_q5_0,
-        GgmlType::Q5_1 => legacy::quantize_row_q5_1,
-        GgmlType::Q2_K => q2_k::quantize_row_q2_k,
-        GgmlType::Q3_K => q3_k::quantize_row_q3_k,
-        GgmlType::Q4_K => q45_k::quantize_row_q4_k,
-        GgmlType::Q5_K => q45_k::quantize_row_q5_k,
-        GgmlType::Q6_K => q6_k::quantize_row_q6_k,
-        _ => return None,
-    })
+fn run_kernel<const AVX2: bool>(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {
+    match ty {
+        GgmlType::Q4_0 => legacy::quantize_row_q4_0(x, qw, out),
+        GgmlType::Q4_1 => legacy::quantize_row_q4_1::<AVX2>(x, qw, out),
+        GgmlType::Q5_0 => legacy::quantize_row_q5_0(x, qw, out),
+        GgmlType::Q5_1 => legacy::quantize_row_q5_1::<AVX2>(x, qw, out),
+        GgmlType::Q2_K => q2_k::quantize_row_q2_k::<AVX2>(x, qw, out),
+        GgmlType::Q3_K => q3_k::quantize_row_q3_k(x, qw, out),
+        GgmlType::Q4_K => q45_k::quantize_row_q4_k::<AVX2>(x, qw, out),
+        GgmlType::Q5_K => q45_k::quantize_row_q5_k::<AVX2>(x, qw, out),
+        GgmlType::Q6_K => q6_k::quantize_row_q6_k(x, qw, out),
+        // Not reached: `encode_row` sends the others to the unweighted kernels.
+        _ => {}
+    }
 }
 
-/// The same kernels compiled with AVX2 enabled (same source, so the same bytes; no FMA).
+/// The kernels compiled with AVX2 enabled: the same plain Rust (so the same bytes; no FMA)
+/// plus the AVX2 `make_qkx3_quants` search, tested equal to the portable one.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
-fn encode_row_avx2(k: RowKernel, x: &[f32], qw: &[f32], out: &mut [u8]) {
-    k(x, qw, out)
+fn encode_row_avx2(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {
+    run_kernel::<true>(ty, x, qw, out)
 }
 
 /// Quantizes one row (lengths checked); `Err(i)`: element `i` is not finite.
 fn encode_row(isa: Isa, ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) -> Result<(), usize> {
-    let Some(k) = kernel(ty) else {
+    if !ty.uses_importance() {
         return encode_with(isa, ty, x, out);
-    };
+    }
     if !all_finite(x) {
         return Err(first_non_finite(x).unwrap_or(0));
     }
     match isa {
-        Isa::Baseline => k(x, qw, out),
+        Isa::Baseline => run_kernel::<false>(ty, x, qw, out),
         // SAFETY: `Isa::Avx2` / `Isa::Avx512` come from `Isa::detect`, which checked AVX2 and F16C.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => unsafe { encode_row_avx2(k, x, qw, out) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { encode_row_avx2(ty, x, qw, out) },
     }
     Ok(())
+}
+
+/// `make_qkx3_quants(N, nmax, ..., -0.9, 0.05, 36, false)` (every weighted search with a min)
+/// on 8 lanes: through the AVX2 kernel when `AVX2`, else the portable one.
+#[inline(always)]
+fn qkx3_x8<const N: usize, const AVX2: bool>(
+    nmax: i32,
+    xt: &[[f32; 8]; N],
+    wt: &[[f32; 8]; N],
+    lt: &mut [[f32; 8]; N],
+) -> ([f32; 8], [f32; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: `AVX2` is only true inside `encode_row_avx2`, after the CPU check.
+        return unsafe {
+            super::k_quants::search_avx2::make_qkx3_quants_x8::<N>(
+                nmax, xt, wt, lt, -0.9, 0.05, 36, false,
+            )
+        };
+    }
+    super::k_quants::search::make_qkx3_quants_lanes::<N, 8>(nmax, xt, wt, lt, -0.9, 0.05, 36, false)
 }
 
 /// Checks the importance weights against the row length: one finite, non-negative weight per
@@ -310,6 +331,13 @@ mod tests {
             assert!(encode_row(Isa::Baseline, ty, &x, &qw, &mut a).is_ok());
             assert!(encode_row(isa, ty, &x, &qw, &mut b).is_ok());
             assert_eq!(a, b, "{}", ty.name());
+            // Rows of 8 blocks and rows with a few left over (the 8-lane searches' tails).
+            let m = 7 * ty.block_size();
+            let n = ty.row_bytes(m).unwrap();
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            assert!(encode_row(Isa::Baseline, ty, &x[..m], &qw[..m], &mut a).is_ok());
+            assert!(encode_row(isa, ty, &x[..m], &qw[..m], &mut b).is_ok());
+            assert_eq!(a, b, "{} (7 blocks)", ty.name());
         }
     }
 }

@@ -10,6 +10,7 @@ use super::{sum_squares, weights};
 /// square), `make_qx_quants(16, 4, ...)` per sub-block, the 16 scales to signed 6 bits by
 /// `make_qx_quants(16, 32, scales, ..., sw)`; the codes are those of the search (as in
 /// c392e509's bytes).
+#[inline(always)]
 pub(super) fn quantize_row_q3_k(x: &[f32], qw: &[f32], out: &mut [u8]) {
     let (xs, _) = x.as_chunks::<QK_K>();
     let (ws, _) = qw.as_chunks::<QK_K>();

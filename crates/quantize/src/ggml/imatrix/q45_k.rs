@@ -4,29 +4,31 @@
 
 use super::super::f16_bits::f32_to_f16;
 use super::super::k_quants::q4_k::Search8x32;
-use super::super::k_quants::search::make_qkx3_quants_lanes;
 use super::super::k_quants::{QK_K, pack_scale_min_k4};
 use super::super::{BlockQ4_K, BlockQ5_K};
+use super::qkx3_x8;
 use super::qp::make_qp_quants;
 use super::{sum_squares, weights};
 
 /// `quantize_row_q4_K_impl` with importance.
-pub(super) fn quantize_row_q4_k(x: &[f32], qw: &[f32], out: &mut [u8]) {
+#[inline(always)]
+pub(super) fn quantize_row_q4_k<const AVX2: bool>(x: &[f32], qw: &[f32], out: &mut [u8]) {
     let (xs, _) = x.as_chunks::<QK_K>();
     let (ws, _) = qw.as_chunks::<QK_K>();
     let (os, _) = out.as_chunks_mut::<144>();
     for ((xb, qb), o) in xs.iter().zip(ws).zip(os) {
-        *o = BlockQ4_K::from_search(search_8x32::<15, false>(xb, qb)).to_bytes();
+        *o = BlockQ4_K::from_search(search_8x32::<15, false, AVX2>(xb, qb)).to_bytes();
     }
 }
 
 /// `quantize_row_q5_K_impl` with importance.
-pub(super) fn quantize_row_q5_k(x: &[f32], qw: &[f32], out: &mut [u8]) {
+#[inline(always)]
+pub(super) fn quantize_row_q5_k<const AVX2: bool>(x: &[f32], qw: &[f32], out: &mut [u8]) {
     let (xs, _) = x.as_chunks::<QK_K>();
     let (ws, _) = qw.as_chunks::<QK_K>();
     let (os, _) = out.as_chunks_mut::<176>();
     for ((xb, qb), o) in xs.iter().zip(ws).zip(os) {
-        *o = BlockQ5_K::from_search(search_8x32::<31, true>(xb, qb)).to_bytes();
+        *o = BlockQ5_K::from_search(search_8x32::<31, true, AVX2>(xb, qb)).to_bytes();
     }
 }
 
@@ -35,7 +37,7 @@ pub(super) fn quantize_row_q5_k(x: &[f32], qw: &[f32], out: &mut [u8]) {
 /// side, scales and mins to 6 bits by `make_qp_quants(8, 63, ..., sw)`; the codes are those of
 /// the search (as in c392e509's bytes). `CLAMP63`: Q5_K's `MIN(63, .)` on those codes.
 #[inline(always)]
-fn search_8x32<const NMAX: i32, const CLAMP63: bool>(
+fn search_8x32<const NMAX: i32, const CLAMP63: bool, const AVX2: bool>(
     x: &[f32; QK_K],
     qw: &[f32; QK_K],
 ) -> Search8x32 {
@@ -60,8 +62,7 @@ fn search_8x32<const NMAX: i32, const CLAMP63: bool>(
         sw[j] = sumw;
     }
     let mut lt = [[0f32; 8]; 32];
-    let (scales, mins) =
-        make_qkx3_quants_lanes::<32, 8>(NMAX, &xt, &wt, &mut lt, -0.9, 0.05, 36, false);
+    let (scales, mins) = qkx3_x8::<32, AVX2>(NMAX, &xt, &wt, &mut lt);
     let mut ls = [0u8; 8];
     let mut lm = [0u8; 8];
     let d_block = make_qp_quants::<8>(63, &scales, &mut ls, &sw);

@@ -8,6 +8,7 @@ use super::super::k_quants::{GROUP_MAX_EPS, QK_K, nearest_int, sub16};
 /// Per super-block: `make_qx_quants(16, 32, ..., qw)` per sub-block with the raw importance as
 /// weights (llama.cpp's `sigma2` variant is commented out there), the scales to `i8` against the
 /// largest in magnitude; the codes are those of the search (as in c392e509's bytes).
+#[inline(always)]
 pub(super) fn quantize_row_q6_k(x: &[f32], qw: &[f32], out: &mut [u8]) {
     let (xs, _) = x.as_chunks::<QK_K>();
     let (ws, _) = qw.as_chunks::<QK_K>();

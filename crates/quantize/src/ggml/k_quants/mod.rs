@@ -14,7 +14,7 @@ pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod search;
 #[cfg(target_arch = "x86_64")]
-mod search_avx2;
+pub(crate) mod search_avx2;
 #[cfg(target_arch = "x86_64")]
 mod search_avx512;
 

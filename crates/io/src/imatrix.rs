@@ -302,7 +302,10 @@ impl Imatrix {
     /// // One entry named "w" whose value count (2) runs past the end of the file.
     /// let bytes = [1, 0, 0, 0, 1, 0, 0, 0, b'w', 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 128, 63];
     /// let e = modelopt_io::Imatrix::from_bytes(&bytes, "m.dat").unwrap_err();
-    /// assert_eq!(e.to_string(), "m.dat: entry 0 `w`: value count 2 (need 1 to 1, the values left in the file) (at byte offset 13)");
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "m.dat: truncated: entry 0 `w` declares 2 values, 4 bytes are left (at byte offset 13)"
+    /// );
     /// ```
     pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self> {
         let mut c = Cursor {
@@ -361,12 +364,18 @@ impl Imatrix {
             }
             let nval_at = c.pos;
             let nval = c.i32(&what("value count"))?;
-            if nval < 1 || nval as usize > c.remaining() / 4 {
+            if nval < 1 {
+                return Err(c.err(
+                    nval_at,
+                    format!("entry {i} `{name}`: value count {nval} (must be at least 1)"),
+                ));
+            }
+            if nval as usize > c.remaining() / 4 {
                 return Err(c.err(
                     nval_at,
                     format!(
-                        "entry {i} `{name}`: value count {nval} (need 1 to {}, the values left in the file)",
-                        c.remaining() / 4
+                        "truncated: entry {i} `{name}` declares {nval} values, {} bytes are left",
+                        c.remaining()
                     ),
                 ));
             }

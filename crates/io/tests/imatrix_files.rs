@@ -183,7 +183,7 @@ fn hostile_files_are_clear_errors() {
                 .i32(1 << 30)
                 .f32s(&[1.0])
                 .0,
-            "entry 0 `w`: value count 1073741824",
+            "truncated: entry 0 `w` declares 1073741824 values",
         ),
         (one("w", 1, &[1.0, f32::NAN]), "entry 0 `w`: value 1 is NaN"),
         (one("w", 1, &[-1.0]), "entry 0 `w`: value 0 is -1"),

@@ -86,10 +86,15 @@ impl GgmlType {
 
 /// The weighted row kernels: `x` (whole blocks, all finite), `qw` (same length, checked),
 /// `out` (exactly the row's bytes). Types whose quantizer uses importance (see
-/// [`GgmlType::uses_importance`]) add one arm here. `AVX2 = true` only from
-/// [`encode_row_avx2`].
+/// [`GgmlType::uses_importance`]) add one arm here. `AVX2` / `AVX512` are true only from
+/// [`encode_row_avx2`] / [`encode_row_avx512`].
 #[inline(always)]
-fn run_kernel<const AVX2: bool>(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {
+fn run_kernel<const AVX2: bool, const AVX512: bool>(
+    ty: GgmlType,
+    x: &[f32],
+    qw: &[f32],
+    out: &mut [u8],
+) {
     match ty {
         GgmlType::Q4_0 => legacy::quantize_row_q4_0(x, qw, out),
         GgmlType::Q4_1 => legacy::quantize_row_q4_1::<AVX2>(x, qw, out),
@@ -97,8 +102,8 @@ fn run_kernel<const AVX2: bool>(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [
         GgmlType::Q5_1 => legacy::quantize_row_q5_1::<AVX2>(x, qw, out),
         GgmlType::Q2_K => q2_k::quantize_row_q2_k::<AVX2>(x, qw, out),
         GgmlType::Q3_K => q3_k::quantize_row_q3_k(x, qw, out),
-        GgmlType::Q4_K => q45_k::quantize_row_q4_k::<AVX2>(x, qw, out),
-        GgmlType::Q5_K => q45_k::quantize_row_q5_k::<AVX2>(x, qw, out),
+        GgmlType::Q4_K => q45_k::quantize_row_q4_k::<AVX2, AVX512>(x, qw, out),
+        GgmlType::Q5_K => q45_k::quantize_row_q5_k::<AVX2, AVX512>(x, qw, out),
         GgmlType::Q6_K => q6_k::quantize_row_q6_k(x, qw, out),
         // Not reached: `encode_row` sends the others to the unweighted kernels.
         _ => {}
@@ -110,7 +115,15 @@ fn run_kernel<const AVX2: bool>(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
 fn encode_row_avx2(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {
-    run_kernel::<true>(ty, x, qw, out)
+    run_kernel::<true, false>(ty, x, qw, out)
+}
+
+/// As [`encode_row_avx2`], with Q4_K and Q5_K searching four super-blocks at a time through
+/// the AVX-512 `make_qkx3_quants` (tested equal to the portable one).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq")]
+fn encode_row_avx512(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {
+    run_kernel::<true, true>(ty, x, qw, out)
 }
 
 /// Quantizes one row (lengths checked); `Err(i)`: element `i` is not finite.
@@ -122,10 +135,14 @@ fn encode_row(isa: Isa, ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) -> 
         return Err(first_non_finite(x).unwrap_or(0));
     }
     match isa {
-        Isa::Baseline => run_kernel::<false>(ty, x, qw, out),
-        // SAFETY: `Isa::Avx2` / `Isa::Avx512` come from `Isa::detect`, which checked AVX2 and F16C.
+        Isa::Baseline => run_kernel::<false, false>(ty, x, qw, out),
+        // SAFETY: `Isa::Avx2` comes from `Isa::detect`, which checked AVX2 and F16C.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => unsafe { encode_row_avx2(ty, x, qw, out) },
+        Isa::Avx2 => unsafe { encode_row_avx2(ty, x, qw, out) },
+        // SAFETY: `Isa::Avx512` comes from `Isa::detect`, which checked AVX2, F16C and
+        // AVX-512F/BW/DQ.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { encode_row_avx512(ty, x, qw, out) },
     }
     Ok(())
 }
@@ -331,6 +348,11 @@ mod tests {
             assert!(encode_row(Isa::Baseline, ty, &x, &qw, &mut a).is_ok());
             assert!(encode_row(isa, ty, &x, &qw, &mut b).is_ok());
             assert_eq!(a, b, "{}", ty.name());
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx512 {
+                assert!(encode_row(Isa::Avx2, ty, &x, &qw, &mut b).is_ok());
+                assert_eq!(a, b, "{} (avx2)", ty.name());
+            }
             // Rows of 8 blocks and rows with a few left over (the 8-lane searches' tails).
             let m = 7 * ty.block_size();
             let n = ty.row_bytes(m).unwrap();

@@ -16,7 +16,7 @@ pub(crate) mod search;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod search_avx2;
 #[cfg(target_arch = "x86_64")]
-mod search_avx512;
+pub(crate) mod search_avx512;
 
 pub(crate) use search::make_qx_quants;
 

@@ -115,8 +115,8 @@ fn quantize_row<
 fn sigma2_x4(xg: &[[f32; QK_K]; 4]) -> [f32; 4] {
     let mut s = [0f32; 4];
     for i in 0..QK_K {
-        for b in 0..4 {
-            s[b] += xg[b][i] * xg[b][i];
+        for (sb, xb) in s.iter_mut().zip(xg) {
+            *sb += xb[i] * xb[i];
         }
     }
     s.map(|v| 2.0 * v / QK_K as f32)

@@ -33,11 +33,11 @@ fn symmetric_blocks(nmax: i32, x: &[f32], qw: &[f32], mut emit: impl FnMut(usize
     }
 }
 
-/// Runs `make_qkx3_quants(32, nmax, ..., -0.9, 0.05, 36, false)` on every block, eight at a
-/// time (the last group padded with all-zero lanes, which do not affect the others);
-/// `emit(block, scale, the_min, codes)`.
+/// Runs `make_qkx3_quants(32, nmax, ..., -0.9, 0.05, 36, false)` on every block, 8 blocks side
+/// by side (32 with AVX-512), the last group padded with all-zero lanes, which do not affect the
+/// others; `emit(block, scale, the_min, codes)`.
 #[inline(always)]
-fn affine_blocks<const AVX2: bool>(
+fn affine_blocks<const AVX2: bool, const AVX512: bool>(
     nmax: i32,
     x: &[f32],
     qw: &[f32],
@@ -46,6 +46,37 @@ fn affine_blocks<const AVX2: bool>(
     let s2 = sigma2(x);
     let (xs, _) = x.as_chunks::<32>();
     let (ws, _) = qw.as_chunks::<32>();
+    #[cfg(target_arch = "x86_64")]
+    if AVX512 {
+        for (g, (xg, qg)) in xs.chunks(32).zip(ws.chunks(32)).enumerate() {
+            let mut xt = [[[0f32; 16]; 32]; 2];
+            let mut wt = [[[0f32; 16]; 32]; 2];
+            for (k, (xb, qb)) in xg.iter().zip(qg).enumerate() {
+                let w = weights(xb, qb, s2);
+                for i in 0..32 {
+                    xt[k / 16][i][k % 16] = xb[i];
+                    wt[k / 16][i][k % 16] = w[i];
+                }
+            }
+            let mut lt = [[[0f32; 16]; 32]; 2];
+            // SAFETY: `AVX512` is only true inside `encode_row_avx512`, after the CPU check.
+            let (d, m) = unsafe {
+                super::super::k_quants::search_avx512::make_qkx3_quants_x16::<32, 2>(
+                    nmax, &xt, &wt, &mut lt, -0.9, 0.05, 36, false,
+                )
+            };
+            for k in 0..xg.len() {
+                let (r, c) = (k / 16, k % 16);
+                emit(
+                    32 * g + k,
+                    d[r][c],
+                    m[r][c],
+                    std::array::from_fn(|i| lt[r][i][c] as u8),
+                );
+            }
+        }
+        return;
+    }
     for (g, (xg, qg)) in xs.chunks(8).zip(ws.chunks(8)).enumerate() {
         let mut xt = [[0f32; 8]; 32];
         let mut wt = [[0f32; 8]; 32];
@@ -99,9 +130,13 @@ pub(super) fn quantize_row_q5_0(x: &[f32], qw: &[f32], out: &mut [u8]) {
 
 /// `quantize_row_q4_1_impl`: `make_qkx3_quants(32, 15, ...)`, `m = -the_min`.
 #[inline(always)]
-pub(super) fn quantize_row_q4_1<const AVX2: bool>(x: &[f32], qw: &[f32], out: &mut [u8]) {
+pub(super) fn quantize_row_q4_1<const AVX2: bool, const AVX512: bool>(
+    x: &[f32],
+    qw: &[f32],
+    out: &mut [u8],
+) {
     let (os, _) = out.as_chunks_mut::<20>();
-    affine_blocks::<AVX2>(15, x, qw, |b, d, the_min, l| {
+    affine_blocks::<AVX2, AVX512>(15, x, qw, |b, d, the_min, l| {
         os[b] = BlockQ4_1 {
             d: f32_to_f16(d),
             m: f32_to_f16(-the_min),
@@ -113,9 +148,13 @@ pub(super) fn quantize_row_q4_1<const AVX2: bool>(x: &[f32], qw: &[f32], out: &m
 
 /// `quantize_row_q5_1_impl`: `make_qkx3_quants(32, 31, ...)`, `m = -the_min`.
 #[inline(always)]
-pub(super) fn quantize_row_q5_1<const AVX2: bool>(x: &[f32], qw: &[f32], out: &mut [u8]) {
+pub(super) fn quantize_row_q5_1<const AVX2: bool, const AVX512: bool>(
+    x: &[f32],
+    qw: &[f32],
+    out: &mut [u8],
+) {
     let (os, _) = out.as_chunks_mut::<24>();
-    affine_blocks::<AVX2>(31, x, qw, |b, d, the_min, l| {
+    affine_blocks::<AVX2, AVX512>(31, x, qw, |b, d, the_min, l| {
         let (qh, qs) = pack5(&l);
         os[b] = BlockQ5_1 {
             d: f32_to_f16(d),

@@ -97,10 +97,10 @@ fn run_kernel<const AVX2: bool, const AVX512: bool>(
 ) {
     match ty {
         GgmlType::Q4_0 => legacy::quantize_row_q4_0(x, qw, out),
-        GgmlType::Q4_1 => legacy::quantize_row_q4_1::<AVX2>(x, qw, out),
+        GgmlType::Q4_1 => legacy::quantize_row_q4_1::<AVX2, AVX512>(x, qw, out),
         GgmlType::Q5_0 => legacy::quantize_row_q5_0(x, qw, out),
-        GgmlType::Q5_1 => legacy::quantize_row_q5_1::<AVX2>(x, qw, out),
-        GgmlType::Q2_K => q2_k::quantize_row_q2_k::<AVX2>(x, qw, out),
+        GgmlType::Q5_1 => legacy::quantize_row_q5_1::<AVX2, AVX512>(x, qw, out),
+        GgmlType::Q2_K => q2_k::quantize_row_q2_k::<AVX2, AVX512>(x, qw, out),
         GgmlType::Q3_K => q3_k::quantize_row_q3_k(x, qw, out),
         GgmlType::Q4_K => q45_k::quantize_row_q4_k::<AVX2, AVX512>(x, qw, out),
         GgmlType::Q5_K => q45_k::quantize_row_q5_k::<AVX2, AVX512>(x, qw, out),
@@ -118,8 +118,9 @@ fn encode_row_avx2(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {
     run_kernel::<true, false>(ty, x, qw, out)
 }
 
-/// As [`encode_row_avx2`], with Q4_K and Q5_K searching four super-blocks at a time through
-/// the AVX-512 `make_qkx3_quants` (tested equal to the portable one).
+/// As [`encode_row_avx2`], with Q2_K (two super-blocks at a time), Q4_K and Q5_K (four) and
+/// Q4_1 and Q5_1 (32 blocks at a time) searching through the AVX-512 `make_qkx3_quants` (tested equal to the
+/// portable one).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512dq")]
 fn encode_row_avx512(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {

@@ -6,6 +6,7 @@ use modelopt_io::{Checkpoint, CheckpointTensor, DType, FileFormat, GgufValue};
 
 use crate::error::{CliResult, failure};
 use crate::glob;
+use crate::imatrix::Importance;
 use crate::plan::Action;
 use crate::preset::{Model, Options, TensorMeta, llama_order, tensor_types};
 use crate::quantize::{QuantizeArgs, TypeArg};
@@ -36,6 +37,7 @@ pub fn llama_plan(
     args: &QuantizeArgs,
     format: FileFormat,
     input: &Checkpoint,
+    imatrix: Option<&Importance>,
 ) -> CliResult<Option<LlamaPlan>> {
     let (TypeArg::Preset(preset), Checkpoint::Gguf(g), FileFormat::Gguf) = (args.ty, input, format)
     else {
@@ -61,7 +63,7 @@ pub fn llama_plan(
         .collect();
     let opts = Options {
         pure: args.pure,
-        has_imatrix: false,
+        has_imatrix: imatrix.is_some(),
     };
     let types = tensor_types(&model, preset, opts, &metas).map_err(bad)?;
     let base = preset.base();
@@ -111,6 +113,9 @@ pub fn llama_plan(
         "general.file_type".into(),
         GgufValue::U32(preset.file_type()),
     ));
+    if let (Some(imp), Some(path)) = (imatrix, &args.imatrix) {
+        metadata.extend(imp.gguf_metadata(path));
+    }
     Ok(Some(LlamaPlan {
         tensors,
         actions,

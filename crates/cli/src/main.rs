@@ -13,6 +13,7 @@ mod compare;
 mod error;
 mod format;
 mod glob;
+mod imatrix;
 mod inspect;
 mod llama;
 mod plan;

@@ -18,10 +18,11 @@ use serde_json::json;
 
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
+use crate::imatrix::Importance;
 use crate::llama::llama_plan;
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
 use crate::preset::Preset;
-use crate::rows::{Source, ggml_bytes, quantize_ggml, quantize_uniform, sqnr_db};
+use crate::rows::{Source, ggml_bytes, quantize_ggml_weighted, quantize_uniform, sqnr_db};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,6 +184,11 @@ pub struct QuantizeArgs {
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Importance matrix (llama.cpp's legacy imatrix.dat): each entry weights the columns of the
+    /// tensor of the same name, as llama-quantize --imatrix; tensors without one are quantized
+    /// unweighted.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
 }
 
 /// One line of the report.
@@ -272,7 +278,8 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     let start = Instant::now();
     let input = Checkpoint::open(&args.input)?;
     let target = args.ty.target(args.group_size)?;
-    let (tensors, actions, meta) = match llama_plan(args, format, &input)? {
+    let imatrix = args.imatrix.as_deref().map(Importance::read).transpose()?;
+    let (tensors, actions, meta) = match llama_plan(args, format, &input, imatrix.as_ref())? {
         Some(p) => (p.tensors, p.actions, Some(p.metadata)),
         None => {
             let tensors = input.tensors();
@@ -284,13 +291,32 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         }
     };
 
+    // The imatrix is read and matched before the output is opened: a bad one leaves no file.
+    let importance = match (&args.imatrix, imatrix) {
+        (Some(p), Some(imp)) => {
+            for (t, a) in tensors.iter().zip(&actions) {
+                if let Action::Ggml { ty, .. } = a {
+                    imp.for_tensor(p, &t.info.name, *ty, *t.info.shape.last().unwrap_or(&1))?;
+                }
+            }
+            Some((p.as_path(), imp))
+        }
+        _ => None,
+    };
     let mut sink = open_sink(args, format, &input, &tensors, &actions, meta)?;
     let total_in: u64 = tensors.iter().map(|t| t.stored_bytes as u64).sum();
     let bar = progress_bar(total_in, args.json);
     let mut rows = Vec::with_capacity(tensors.len());
     for (t, action) in tensors.iter().zip(&actions) {
         bar.set_message(t.info.name.clone());
-        rows.push(process(&input, t, action, format, &mut sink)?);
+        rows.push(process(
+            &input,
+            t,
+            action,
+            format,
+            &mut sink,
+            importance.as_ref(),
+        )?);
         input.release(&t.info.name)?;
         bar.inc(t.stored_bytes as u64);
     }
@@ -425,6 +451,7 @@ fn process(
     action: &Action,
     format: FileFormat,
     sink: &mut Sink,
+    importance: Option<&(&std::path::Path, Importance)>,
 ) -> CliResult<Row> {
     let name = &t.info.name;
     let at = |p: String| failure(input.path(), format!("tensor `{name}`: {p}"));
@@ -437,20 +464,28 @@ fn process(
             // The rows are quantized in parallel and each group of them written straight to its
             // place in the output: no tensor-sized buffer, and the copy into the page cache is
             // shared by the threads.
+            let weights = match importance {
+                Some((p, imp)) => imp.for_tensor(p, name, *ty, row)?,
+                None => None,
+            };
             let part = sink.begin_tensor(name, n)?;
             let sums = with_source(input, t, |src| {
-                quantize_ggml(*ty, src, row, |offset, bytes| {
+                quantize_ggml_weighted(*ty, src, row, weights, |offset, bytes| {
                     part.write_at(offset, bytes).map_err(|e| e.to_string())
                 })
                 .map_err(at)
             })?;
             part.finish()?;
-            (
-                ty.name().to_string(),
-                Some(sqnr_db(sums)),
-                n,
-                note.clone().unwrap_or_default(),
-            )
+            let mut note = note.clone().unwrap_or_default();
+            if importance.is_some() {
+                let imatrix = Importance::note(*ty, weights.is_some());
+                note = if note.is_empty() {
+                    imatrix.to_string()
+                } else {
+                    format!("{note}; {imatrix}")
+                };
+            }
+            (ty.name().to_string(), Some(sqnr_db(sums)), n, note)
         }
         Action::Int8 | Action::Int4 { .. } => {
             let n = parameters as usize;

@@ -76,10 +76,23 @@ pub fn ggml_bytes(ty: GgmlType, elements: usize, row_len: usize) -> Result<usize
 /// group's blocks to `put(byte_offset, bytes)` (which writes them to their place in the output),
 /// so a tensor is never assembled in memory. Each group's reconstruction error is summed on the
 /// way ([`ggml::error_sums`]). Returns `(sum x^2, sum (x - x_hat)^2)`.
+#[allow(dead_code)] // the unweighted entry point, for callers without importance
 pub fn quantize_ggml(
     ty: GgmlType,
     src: Source<'_>,
     row_len: usize,
+    put: impl Fn(usize, &[u8]) -> Result<(), String> + Sync,
+) -> Result<(f64, f64), String> {
+    quantize_ggml_weighted(ty, src, row_len, None, put)
+}
+
+/// [`quantize_ggml`] with optional importance weights (one per column, `row_len` of them):
+/// llama.cpp's weighted quantizers, as `llama-quantize --imatrix` runs them.
+pub fn quantize_ggml_weighted(
+    ty: GgmlType,
+    src: Source<'_>,
+    row_len: usize,
+    importance: Option<&[f32]>,
     put: impl Fn(usize, &[u8]) -> Result<(), String> + Sync,
 ) -> Result<(f64, f64), String> {
     let n = src.len();
@@ -102,7 +115,12 @@ pub fn quantize_ggml(
                     .zip(x.chunks_exact(row_len))
                     .enumerate()
                 {
-                    quantize_row(ty, s, d).map_err(|e| format!("row {}: {e}", first_row + i))?;
+                    match importance {
+                        Some(w) => ggml::quantize_row_imatrix(ty, s, w, d)
+                            .map_err(|e| format!("row {}: {e}", first_row + i))?,
+                        None => quantize_row(ty, s, d)
+                            .map_err(|e| format!("row {}: {e}", first_row + i))?,
+                    }
                 }
                 // llama-quantize's bytes: K-quant codes re-derived from the stored scales.
                 ggml::rederive_codes(ty, x, blocks).map_err(|e| e.to_string())?;

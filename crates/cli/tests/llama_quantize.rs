@@ -58,13 +58,30 @@ fn reference_model(dir: &Path) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// The cases of truth.json this build reproduces (`+imatrix`: run with `--imatrix`).
-const CASES: [&str; 9] = [
-    "Q4_K_M", "Q5_K_M", "Q3_K_M", "Q2_K", "Q4_K_S", "Q6_K", "Q8_0", "Q4_0", "Q3_K_L",
+const CASES: [&str; 18] = [
+    "Q4_K_M",
+    "Q5_K_M",
+    "Q3_K_M",
+    "Q2_K",
+    "Q4_K_S",
+    "Q6_K",
+    "Q8_0",
+    "Q4_0",
+    "Q3_K_L",
+    "Q4_K_M+imatrix",
+    "Q5_K_M+imatrix",
+    "Q3_K_M+imatrix",
+    "Q2_K+imatrix",
+    "Q4_K_S+imatrix",
+    "Q6_K+imatrix",
+    "Q8_0+imatrix",
+    "Q4_0+imatrix",
+    "Q3_K_L+imatrix",
 ];
 
 /// The cases run by default (one per family of rules; each K-quant preset costs seconds in a
 /// debug build); `MODELOPT_ALL_PRESETS=1` runs every case of [`CASES`].
-const QUICK: [&str; 3] = ["Q3_K_M", "Q4_K_M", "Q4_0"];
+const QUICK: [&str; 4] = ["Q3_K_M", "Q4_K_M", "Q4_0", "Q4_0+imatrix"];
 
 /// The tensor names of a case in llama-quantize's order (truth.json keeps it; serde_json's map
 /// does not).
@@ -77,14 +94,14 @@ fn truth_order(case: &str) -> Vec<String> {
 #[test]
 fn presets_match_llama_quantize_tensor_for_tensor() {
     let dir = temp_dir("llamaq");
-    let Some((model, _imatrix)) = reference_model(&dir) else {
+    let Some((model, imatrix)) = reference_model(&dir) else {
         return;
     };
     let t = truth();
     let input = dump(&model);
     let all = std::env::var_os("MODELOPT_ALL_PRESETS").is_some();
     for case in CASES.into_iter().filter(|c| all || QUICK.contains(c)) {
-        let (preset, with_imatrix) = match case.strip_suffix("+imatrix") {
+        let (preset, withimatrix) = match case.strip_suffix("+imatrix") {
             Some(p) => (p, true),
             None => (case, false),
         };
@@ -98,8 +115,8 @@ fn presets_match_llama_quantize_tensor_for_tensor() {
             "--type",
             preset,
         ];
-        if with_imatrix {
-            args.extend(["--imatrix", _imatrix.to_str().unwrap()]);
+        if withimatrix {
+            args.extend(["--imatrix", imatrix.to_str().unwrap()]);
         }
         ok(&args);
         let got = dump(&out);
@@ -141,7 +158,34 @@ fn presets_match_llama_quantize_tensor_for_tensor() {
                 .collect()
         };
         let (kv, kv_in) = (kv_list(&got), kv_list(&input));
-        let n = kv.len();
+        // With an imatrix llama-quantize appends its description last.
+        let mut n = kv.len();
+        if withimatrix {
+            n -= 4;
+            let tail: Vec<(String, Value)> = kv[n..].to_vec();
+            assert_eq!(
+                tail,
+                [
+                    (
+                        "quantize.imatrix.file".to_string(),
+                        json!(["STRING", imatrix.to_str().unwrap()])
+                    ),
+                    (
+                        "quantize.imatrix.dataset".to_string(),
+                        json!(["STRING", "synthetic-activations"])
+                    ),
+                    (
+                        "quantize.imatrix.entries_count".to_string(),
+                        json!(["UINT32", 57])
+                    ),
+                    (
+                        "quantize.imatrix.chunks_count".to_string(),
+                        json!(["UINT32", 100])
+                    ),
+                ],
+                "{case}"
+            );
+        }
         assert_eq!(
             kv[..n - 2],
             kv_in[..kv_in.len() - 1],
@@ -149,7 +193,7 @@ fn presets_match_llama_quantize_tensor_for_tensor() {
         );
         assert_eq!(kv_in[kv_in.len() - 1].0, "general.file_type");
         assert_eq!(
-            kv[n - 2..],
+            kv[n - 2..n],
             [
                 (
                     "general.quantization_version".to_string(),

@@ -7,6 +7,8 @@
 //! comparison script times modelopt and gguf-py on the same values. With
 //! `MODELOPT_BENCH_CLOCK=cpu` the quantize timings are the thread's CPU time (Linux
 //! `/proc/thread-self/schedstat`) instead of wall time, which a busy shared machine disturbs less.
+//! The `ggml_quantize_imatrix` group times the importance-weighted quantizers
+//! (`quantize_rows_imatrix`, one thread) on the same matrix.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -98,6 +100,36 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 time_iters(cpu, iters, || {
                     let _ = black_box(ggml::quantize_row(ty, black_box(w), black_box(&mut dst)));
+                })
+            })
+        });
+    }
+    g.finish();
+
+    // Importance-weighted (llama-quantize --imatrix): one weight per column, lognormal-like
+    // with every 100th column x100, as real activation statistics look.
+    let importance: Vec<f32> = (0..COLS)
+        .map(|i| {
+            let u = ((i * 2_654_435_761) % 1000) as f32 / 1000.0;
+            (2.0 * u - 1.0).exp() * if i % 100 == 7 { 100.0 } else { 1.0 }
+        })
+        .collect();
+    let mut g = c.benchmark_group("ggml_quantize_imatrix_4096x4096");
+    g.throughput(Throughput::Bytes(bytes));
+    g.sample_size(10);
+    for ty in TYPES.into_iter().filter(|t| t.uses_importance()) {
+        let mut dst = vec![0u8; ty.row_bytes(w.len()).unwrap_or(0)];
+        g.bench_with_input(BenchmarkId::from_parameter(ty.name()), &w, |b, w| {
+            b.iter_custom(|iters| {
+                time_iters(cpu, iters, || {
+                    let _ = black_box(ggml::quantize_rows_imatrix(
+                        ty,
+                        black_box(w),
+                        COLS,
+                        &importance,
+                        black_box(&mut dst),
+                        ggml::Par::Seq,
+                    ));
                 })
             })
         });

@@ -1,4 +1,5 @@
-//! AVX2 version of [`make_qkx2_quants_lanes`] for 8 lanes (one `__m256` per quantity).
+//! AVX2 version of [`make_qkx2_quants_lanes`] (and of `make_qkx3_quants_lanes`, which differs
+//! only in the rounding of a candidate code) for 8 lanes (one `__m256` per quantity).
 //!
 //! LLVM does not keep the per-lane accumulators of the portable version in vector registers,
 //! so this spells the same operations out with intrinsics. Every operation is the IEEE
@@ -14,6 +15,47 @@ use std::arch::x86_64::*;
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn make_qkx2_quants_x8<const N: usize>(
+    nmax: i32,
+    xt: &[[f32; 8]; N],
+    wt: &[[f32; 8]; N],
+    l_out: &mut [[f32; 8]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([f32; 8], [f32; 8]) {
+    // SAFETY: the caller checked AVX2.
+    unsafe { make_qkx_quants_x8::<N, false>(nmax, xt, wt, l_out, rmin, rdelta, nstep, use_mad) }
+}
+
+/// AVX2 version of [`make_qkx3_quants_lanes`] for 8 lanes.
+///
+/// # Safety
+/// The CPU must support AVX2.
+///
+/// [`make_qkx3_quants_lanes`]: super::search::make_qkx3_quants_lanes
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn make_qkx3_quants_x8<const N: usize>(
+    nmax: i32,
+    xt: &[[f32; 8]; N],
+    wt: &[[f32; 8]; N],
+    l_out: &mut [[f32; 8]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([f32; 8], [f32; 8]) {
+    // SAFETY: the caller checked AVX2.
+    unsafe { make_qkx_quants_x8::<N, true>(nmax, xt, wt, l_out, rmin, rdelta, nstep, use_mad) }
+}
+
+/// The body of both: `QKX3` picks `make_qkx3_quants`' candidate code
+/// `v > 0 ? nearest_int(MIN(v, nmax)) : 0` over `make_qkx2_quants`' clamp.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn make_qkx_quants_x8<const N: usize, const QKX3: bool>(
     nmax: i32,
     xt: &[[f32; 8]; N],
     wt: &[[f32; 8]; N],
@@ -76,7 +118,15 @@ pub(crate) unsafe fn make_qkx2_quants_x8<const N: usize>(
         let mut sum_xl = zero;
         for i in 0..N {
             let x = ld(&xt[i]);
-            let l = clamp(rne(_mm256_mul_ps(isc, _mm256_sub_ps(x, min))));
+            let v = _mm256_mul_ps(isc, _mm256_sub_ps(x, min));
+            let l = if QKX3 {
+                // MIN(v, nmax) is `v < nmax ? v : nmax` (NaN -> nmax), as `min_ps(v, nmax)`;
+                // then 0 unless v > 0 (NaN -> 0).
+                let r = rne(_mm256_min_ps(v, vnmax));
+                _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_GT_OQ>(v, zero))
+            } else {
+                clamp(rne(v))
+            };
             laux[i] = l;
             let wl = _mm256_mul_ps(ld(&wt[i]), l);
             sum_l = _mm256_add_ps(sum_l, wl);
@@ -128,7 +178,7 @@ pub(crate) unsafe fn make_qkx2_quants_x8<const N: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::search::make_qkx2_quants_lanes;
+    use super::super::search::{make_qkx2_quants_lanes, make_qkx3_quants_lanes};
     use super::*;
 
     /// The intrinsics kernel against the portable one on random sub-blocks, flat lanes included.
@@ -170,6 +220,18 @@ mod tests {
                 // SAFETY: AVX2 checked above.
                 let b = unsafe {
                     make_qkx2_quants_x8::<32>(nmax, &xt, &wt, &mut lb, rmin, 0.1, 20, use_mad)
+                };
+                assert_eq!(la, lb);
+                assert_eq!(a.0.map(f32::to_bits), b.0.map(f32::to_bits));
+                assert_eq!(a.1.map(f32::to_bits), b.1.map(f32::to_bits));
+                // make_qkx3_quants, as the weighted K-quants run it.
+                let (mut la, mut lb) = ([[0f32; 8]; 32], [[0f32; 8]; 32]);
+                let a = make_qkx3_quants_lanes::<32, 8>(
+                    nmax, &xt, &wt, &mut la, -0.9, 0.05, 36, use_mad,
+                );
+                // SAFETY: AVX2 checked above.
+                let b = unsafe {
+                    make_qkx3_quants_x8::<32>(nmax, &xt, &wt, &mut lb, -0.9, 0.05, 36, use_mad)
                 };
                 assert_eq!(la, lb);
                 assert_eq!(a.0.map(f32::to_bits), b.0.map(f32::to_bits));

@@ -1,5 +1,5 @@
-//! AVX-512 version of [`make_qkx2_quants_lanes`]: 16 lanes per `__m512`, `G` registers side by
-//! side.
+//! AVX-512 version of [`make_qkx2_quants_lanes`] (and of `make_qkx3_quants_lanes`): 16 lanes
+//! per `__m512`, `G` registers side by side.
 //!
 //! The search is a chain of dependent sums per lane (C's summation order must be kept), so its
 //! speed is bound by add latency, not by arithmetic. Two super-blocks fill one register (8
@@ -27,6 +27,48 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
     nstep: usize,
     use_mad: bool,
 ) -> ([[f32; 16]; G], [[f32; 16]; G]) {
+    // SAFETY: the caller checked the CPU.
+    unsafe { make_qkx_quants_x16::<N, G, false>(nmax, xt, wt, l_out, rmin, rdelta, nstep, use_mad) }
+}
+
+/// AVX-512 version of [`make_qkx3_quants_lanes`] (the weighted K-quants' search), laid out as
+/// [`make_qkx2_quants_x16`].
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+///
+/// [`make_qkx3_quants_lanes`]: super::search::make_qkx3_quants_lanes
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(crate) unsafe fn make_qkx3_quants_x16<const N: usize, const G: usize>(
+    nmax: i32,
+    xt: &[[[f32; 16]; N]; G],
+    wt: &[[[f32; 16]; N]; G],
+    l_out: &mut [[[f32; 16]; N]; G],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([[f32; 16]; G], [[f32; 16]; G]) {
+    // SAFETY: the caller checked the CPU.
+    unsafe { make_qkx_quants_x16::<N, G, true>(nmax, xt, wt, l_out, rmin, rdelta, nstep, use_mad) }
+}
+
+/// The body of both; `QKX3` picks `make_qkx3_quants`' candidate code
+/// `v > 0 ? nearest_int(MIN(v, nmax)) : 0` over the clamp of `make_qkx2_quants`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn make_qkx_quants_x16<const N: usize, const G: usize, const QKX3: bool>(
+    nmax: i32,
+    xt: &[[[f32; 16]; N]; G],
+    wt: &[[[f32; 16]; N]; G],
+    l_out: &mut [[[f32; 16]; N]; G],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([[f32; 16]; G], [[f32; 16]; G]) {
     // SAFETY: every pointer below comes from a live `[f32; 16]`, read or written whole.
     let ld = |a: &[f32; 16]| unsafe { _mm512_loadu_ps(a.as_ptr()) };
     let nmaxf = nmax as f32;
@@ -39,6 +81,15 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
         |v: __m512| _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
     // `if l > hi {hi}` then `if l < 0 {0}`: min/max give the same values (codes are never -0).
     let clamp = |l: __m512| _mm512_max_ps(_mm512_min_ps(l, vnmax), zero);
+    // make_qkx3_quants' candidate code: MIN(v, nmax) is `v < nmax ? v : nmax` (NaN -> nmax) as
+    // `min_ps(v, nmax)`, then 0 unless v > 0 (NaN -> 0).
+    let code3 = |v: __m512| {
+        _mm512_maskz_mov_ps(
+            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero),
+            rne(_mm512_min_ps(v, vnmax)),
+        )
+    };
+    let candidate = |v: __m512| if QKX3 { code3(v) } else { clamp(rne(v)) };
     let err_of = |d: __m512| {
         if use_mad {
             _mm512_and_ps(d, abs_mask)
@@ -69,6 +120,9 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
         }
     }
     let mut flat = [0u16; G];
+    // Lanes whose codes come from a candidate (recomputed with `candidate`, else with the
+    // first pass's clamp).
+    let mut took = [0u16; G];
     let mut scale = [zero; G];
     let mut best = [zero; G];
     // The codes are not kept: each lane remembers the `iscale` and `min` its best codes came
@@ -111,7 +165,7 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
         for i in 0..N {
             for g in 0..G {
                 let x = ld(&xt[g][i]);
-                let l = clamp(rne(_mm512_mul_ps(isc[g], xm[g][i])));
+                let l = candidate(_mm512_mul_ps(isc[g], xm[g][i]));
                 laux[g][i] = l;
                 let wl = _mm512_mul_ps(ld(&wt[g][i]), l);
                 sum_l[g] = _mm512_add_ps(sum_l[g], wl);
@@ -159,6 +213,7 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
         for g in 0..G {
             let take = ok[g] & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(err[g], best[g]);
             if take != 0 {
+                took[g] |= take;
                 best[g] = _mm512_mask_blend_ps(take, best[g], err[g]);
                 scale[g] = _mm512_mask_blend_ps(take, scale[g], ts[g]);
                 code_isc[g] = _mm512_mask_blend_ps(take, code_isc[g], isc[g]);
@@ -181,10 +236,8 @@ pub(crate) unsafe fn make_qkx2_quants_x16<const N: usize, const G: usize>(
             _mm512_storeu_ps(out_min[g].as_mut_ptr(), the_min);
             for i in 0..N {
                 let x = ld(&xt[g][i]);
-                let l = clamp(rne(_mm512_mul_ps(
-                    code_isc[g],
-                    _mm512_sub_ps(x, code_min[g]),
-                )));
+                let v = _mm512_mul_ps(code_isc[g], _mm512_sub_ps(x, code_min[g]));
+                let l = _mm512_mask_blend_ps(took[g], clamp(rne(v)), candidate(v));
                 _mm512_storeu_ps(
                     l_out[g][i].as_mut_ptr(),
                     _mm512_mask_blend_ps(flat[g], l, zero),
@@ -313,7 +366,7 @@ pub(crate) unsafe fn codes_8x32_x4(lt: &Pairs) -> [[[u8; 32]; 8]; 4] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::search::make_qkx2_quants_lanes;
+    use super::super::search::{make_qkx2_quants_lanes, make_qkx3_quants_lanes};
     use super::*;
 
     #[test]
@@ -382,6 +435,21 @@ mod tests {
                     let mut la = [[0f32; 16]; 32];
                     let (a_s, a_m) = make_qkx2_quants_lanes::<32, 16>(
                         nmax, &xt[g], &wt[g], &mut la, rmin, 0.1, 20, use_mad,
+                    );
+                    assert_eq!(la, lb[g]);
+                    assert_eq!(a_s.map(f32::to_bits), bs[g].map(f32::to_bits));
+                    assert_eq!(a_m.map(f32::to_bits), bm[g].map(f32::to_bits));
+                }
+                // make_qkx3_quants, as the weighted K-quants run it.
+                let mut lb = [[[0f32; 16]; 32]; 2];
+                // SAFETY: features checked above.
+                let (bs, bm) = unsafe {
+                    make_qkx3_quants_x16::<32, 2>(nmax, &xt, &wt, &mut lb, -0.9, 0.05, 36, use_mad)
+                };
+                for g in 0..2 {
+                    let mut la = [[0f32; 16]; 32];
+                    let (a_s, a_m) = make_qkx3_quants_lanes::<32, 16>(
+                        nmax, &xt[g], &wt[g], &mut la, -0.9, 0.05, 36, use_mad,
                     );
                     assert_eq!(la, lb[g]);
                     assert_eq!(a_s.map(f32::to_bits), bs[g].map(f32::to_bits));

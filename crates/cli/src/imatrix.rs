@@ -18,6 +18,9 @@ use crate::error::{CliResult, failure};
 pub struct Importance {
     /// Per-call means of every entry, by name.
     means: HashMap<String, Vec<f32>>,
+    /// The trailer: number of chunks (`last call`) and data set name, if the file has them.
+    last_chunk: i32,
+    dataset: String,
 }
 
 impl Importance {
@@ -29,7 +32,43 @@ impl Importance {
             .iter()
             .map(|e| (e.name().to_string(), e.means()))
             .collect();
-        Ok(Importance { means })
+        Ok(Importance {
+            means,
+            last_chunk: m.last_chunk(),
+            dataset: m.dataset().to_string(),
+        })
+    }
+
+    /// The metadata llama-quantize adds for an imatrix (`tools/quantize/quantize.cpp`, as
+    /// key/value overrides appended in this order): the file as named on the command line and
+    /// the data set (both cut to 127 bytes), the entry count, and the chunk count when positive.
+    pub fn gguf_metadata(&self, path: &Path) -> Vec<(String, modelopt_io::GgufValue)> {
+        use modelopt_io::GgufValue;
+        let cut = |s: &str| {
+            let mut end = s.len().min(127);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            GgufValue::from(&s[..end])
+        };
+        let mut m = vec![(
+            "quantize.imatrix.file".to_string(),
+            cut(&path.to_string_lossy()),
+        )];
+        if !self.dataset.is_empty() {
+            m.push(("quantize.imatrix.dataset".into(), cut(&self.dataset)));
+        }
+        m.push((
+            "quantize.imatrix.entries_count".into(),
+            GgufValue::U32(self.means.len() as u32),
+        ));
+        if self.last_chunk > 0 {
+            m.push((
+                "quantize.imatrix.chunks_count".into(),
+                GgufValue::U32(self.last_chunk as u32),
+            ));
+        }
+        m
     }
 
     /// The weights for tensor `name` quantized to `ty` in rows of `row_len`: `None` when the
@@ -49,6 +88,11 @@ impl Importance {
             return Ok(None);
         }
         if v.len() != row_len {
+            // llama-quantize (`llama_model_quantize_impl`) lets the token embeddings through
+            // unweighted: old imatrix files always mismatch them.
+            if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
+                return Ok(None);
+            }
             return Err(failure(
                 path,
                 format!(

@@ -24,6 +24,8 @@ pub enum Action {
     },
     /// Copy (as F32 into GGUF, as stored into safetensors), and why.
     Copy(String),
+    /// Copy the stored bytes unchanged, type and all (GGUF into GGUF under a preset), and why.
+    Keep(String),
 }
 
 /// What `--type` asks for.

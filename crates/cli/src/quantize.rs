@@ -19,7 +19,9 @@ use serde_json::json;
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
 use crate::imatrix::Importance;
+use crate::llama::llama_plan;
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
+use crate::preset::Preset;
 use crate::rows::{Source, ggml_bytes, quantize_ggml_weighted, quantize_uniform, sqnr_db};
 
 /// The quantization types of `--type`.
@@ -83,6 +85,59 @@ impl QuantType {
     }
 }
 
+/// What `--type` names: a simple type or a llama-quantize preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeArg {
+    /// One type for every quantized tensor.
+    Simple(QuantType),
+    /// A llama-quantize preset (a mixture on GGUF models).
+    Preset(Preset),
+}
+
+impl TypeArg {
+    fn name(self) -> String {
+        match self {
+            TypeArg::Simple(t) => t
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string()),
+            TypeArg::Preset(p) => p.name().to_string(),
+        }
+    }
+
+    fn target(self, group_size: usize) -> CliResult<Target> {
+        match self {
+            TypeArg::Simple(t) => Ok(t.target(group_size)),
+            TypeArg::Preset(p) => p.base().map(Target::Ggml).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--type {}: not available yet in this build",
+                    p.name()
+                ))
+            }),
+        }
+    }
+}
+
+/// `--type`: a preset name in any case, else a simple type.
+fn parse_type(s: &str) -> Result<TypeArg, String> {
+    if let Some(p) = Preset::parse(s) {
+        return Ok(TypeArg::Preset(p));
+    }
+    QuantType::from_str(s, false)
+        .map(TypeArg::Simple)
+        .map_err(|_| {
+            let simple: Vec<String> = QuantType::value_variants()
+                .iter()
+                .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+                .collect();
+            let presets: Vec<&str> = Preset::ALL.iter().map(|(_, n)| *n).collect();
+            format!(
+                "unknown type `{s}` (simple types: {}; presets: {})",
+                simple.join(", "),
+                presets.join(", ")
+            )
+        })
+}
+
 /// Output formats of `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutFormat {
@@ -100,9 +155,20 @@ pub struct QuantizeArgs {
     /// Output file (written to a temporary file beside it, renamed when complete).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Quantization type.
-    #[arg(long = "type", value_enum, value_name = "TYPE")]
-    pub ty: QuantType,
+    /// Quantization type: a simple type (q8_0, q4_k, int8, ...) or one of llama-quantize's presets
+    /// (Q4_K_M, Q4_K_S, Q5_K_M, Q5_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q2_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0,
+    /// Q5_1, IQ4_NL, IQ4_XS; any case). On a GGUF model (general.architecture) a preset gives each
+    /// tensor the type llama-quantize gives it; elsewhere it is its base type.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
+    pub ty: TypeArg,
+    /// With a preset on a GGUF model: every quantized tensor gets the preset's base type
+    /// (llama-quantize --pure).
+    #[arg(long)]
+    pub pure: bool,
+    /// With a preset on a GGUF model: re-quantize tensors that are already quantized (they are
+    /// copied otherwise; llama-quantize --allow-requantize).
+    #[arg(long)]
+    pub allow_requantize: bool,
     /// Output format (default: from OUT's extension).
     #[arg(long, value_enum)]
     pub format: Option<OutFormat>,
@@ -194,7 +260,9 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     if args.group_size == 0 {
         return Err(CliError::Usage("--group-size must be at least 1".into()));
     }
-    if format == FileFormat::Gguf && matches!(args.ty, QuantType::Int8 | QuantType::Int4) {
+    if format == FileFormat::Gguf
+        && matches!(args.ty, TypeArg::Simple(QuantType::Int8 | QuantType::Int4))
+    {
         return Err(CliError::Usage(format!(
             "{}: int8/int4 are written to safetensors only (GGUF has no such tensor type)",
             args.output.display()
@@ -209,17 +277,23 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     init_threads(args.threads)?;
     let start = Instant::now();
     let input = Checkpoint::open(&args.input)?;
-    let tensors = input.tensors();
-    let target = args.ty.target(args.group_size);
-    let actions: Vec<Action> = tensors
-        .iter()
-        .map(|t| plan(&t.info, t.is_float(), target, &args.keep))
-        .collect();
+    let target = args.ty.target(args.group_size)?;
+    let imatrix = args.imatrix.as_deref().map(Importance::read).transpose()?;
+    let (tensors, actions, meta) = match llama_plan(args, format, &input, imatrix.as_ref())? {
+        Some(p) => (p.tensors, p.actions, Some(p.metadata)),
+        None => {
+            let tensors = input.tensors();
+            let actions = tensors
+                .iter()
+                .map(|t| plan(&t.info, t.is_float(), target, &args.keep))
+                .collect();
+            (tensors, actions, None)
+        }
+    };
 
     // The imatrix is read and matched before the output is opened: a bad one leaves no file.
-    let importance = match &args.imatrix {
-        Some(p) => {
-            let imp = Importance::read(p)?;
+    let importance = match (&args.imatrix, imatrix) {
+        (Some(p), Some(imp)) => {
             for (t, a) in tensors.iter().zip(&actions) {
                 if let Action::Ggml { ty, .. } = a {
                     imp.for_tensor(p, &t.info.name, *ty, *t.info.shape.last().unwrap_or(&1))?;
@@ -227,9 +301,9 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
             }
             Some((p.as_path(), imp))
         }
-        None => None,
+        _ => None,
     };
-    let mut sink = open_sink(args, format, &input, &tensors, &actions)?;
+    let mut sink = open_sink(args, format, &input, &tensors, &actions, meta)?;
     let total_in: u64 = tensors.iter().map(|t| t.stored_bytes as u64).sum();
     let bar = progress_bar(total_in, args.json);
     let mut rows = Vec::with_capacity(tensors.len());
@@ -278,6 +352,13 @@ fn out_info(t: &CheckpointTensor, action: &Action, format: FileFormat) -> CliRes
                 None,
             ));
         }
+        (Action::Keep(_), _) => {
+            let shape = if shape.is_empty() { vec![1] } else { shape };
+            return Ok((
+                vec![TensorInfo::new(info.name.clone(), info.dtype, shape)],
+                None,
+            ));
+        }
         (Action::Copy(_), FileFormat::Gguf) => {
             let shape = if shape.is_empty() { vec![1] } else { shape };
             let stays = t.layout.is_none() && gguf_keeps_integer(info.dtype);
@@ -312,6 +393,7 @@ fn open_sink(
     input: &Checkpoint,
     tensors: &[CheckpointTensor],
     actions: &[Action],
+    gguf_meta: Option<Vec<(String, GgufValue)>>,
 ) -> CliResult<Sink> {
     let mut infos = Vec::with_capacity(tensors.len());
     let mut quant_meta = Vec::new();
@@ -321,6 +403,11 @@ fn open_sink(
         quant_meta.extend(meta);
     }
     Ok(match format {
+        FileFormat::Gguf if gguf_meta.is_some() => Sink::Gguf(GgufWriter::create(
+            &args.output,
+            gguf_meta.unwrap_or_default(),
+            infos,
+        )?),
         FileFormat::Gguf => {
             let mut meta: Vec<(String, GgufValue)> = match input {
                 Checkpoint::Gguf(g) => g
@@ -422,6 +509,11 @@ fn process(
             sink.write(name, &q.codes)?;
             sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
             (kind.to_string(), Some(sqnr_db(q.sums)), n, String::new())
+        }
+        Action::Keep(why) => {
+            let b = input.tensor_bytes(name)?;
+            sink.write(name, b)?;
+            (t.info.dtype.name().to_string(), None, b.len(), why.clone())
         }
         Action::Copy(why) => {
             let (declared, _) = out_info(t, action, format)?;
@@ -535,7 +627,7 @@ fn report(args: &QuantizeArgs, format: FileFormat, rows: &[Row], seconds: f64) {
             .collect();
         let doc = json!({
             "input": args.input.display().to_string(), "output": args.output.display().to_string(),
-            "format": format.name(), "type": args.ty.to_possible_value().map(|v| v.get_name().to_string()),
+            "format": format.name(), "type": args.ty.name(),
             "tensors": tensors,
             "totals": {"tensors": rows.len(), "quantized": quantized, "parameters": params,
                        "bytes_before": bytes_in, "bytes_after": bytes_out,

@@ -122,6 +122,8 @@ pub fn quantize_ggml_weighted(
                             .map_err(|e| format!("row {}: {e}", first_row + i))?,
                     }
                 }
+                // llama-quantize's bytes: K-quant codes re-derived from the stored scales.
+                ggml::rederive_codes(ty, x, blocks).map_err(|e| e.to_string())?;
                 put(first_row * row_bytes, blocks)?;
                 ggml::error_sums(ty, x, blocks).map_err(|e| e.to_string())
             },

@@ -65,6 +65,9 @@ fn quantize_with_an_imatrix_weights_the_named_tensors() {
         ggml::quantize_rows_imatrix(gt, &x, 512, &means(512), &mut weighted, Par::Seq).unwrap();
         let mut plain = vec![0u8; n];
         ggml::quantize_rows(gt, &x, 512, &mut plain, Par::Seq).unwrap();
+        // The command writes llama-quantize's bytes: K-quant codes re-derived last.
+        ggml::rederive_codes(gt, &x, &mut weighted).unwrap();
+        ggml::rederive_codes(gt, &x, &mut plain).unwrap();
         assert!(got == weighted.as_slice(), "{ty}: not the weighted bytes");
         if ty == "q8_0" {
             // llama.cpp's Q8_0 ignores importance.

@@ -58,12 +58,12 @@ mod simd_avx512;
 
 pub use error_sums::error_sums;
 pub use imatrix::{quantize_row_imatrix, quantize_rows_imatrix};
-pub use k_quants::QK_K;
 pub use k_quants::q2_k::BlockQ2_K;
 pub use k_quants::q3_k::BlockQ3_K;
 pub use k_quants::q4_k::BlockQ4_K;
 pub use k_quants::q5_k::BlockQ5_K;
 pub use k_quants::q6_k::BlockQ6_K;
+pub use k_quants::{QK_K, rederive_codes};
 pub use modelopt_tensor_core::Par;
 pub use q4::{BlockQ4_0, BlockQ4_1};
 pub use q5::{BlockQ5_0, BlockQ5_1};

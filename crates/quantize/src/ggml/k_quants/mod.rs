@@ -7,6 +7,7 @@
 //! sequence of candidates), `make_qx_quants` over its candidate scales (they do not depend on
 //! each other; the winner is then picked in C's order).
 
+mod final_pass;
 pub(crate) mod q2_k;
 pub(crate) mod q3_k;
 pub(crate) mod q4_k;
@@ -18,6 +19,7 @@ pub(crate) mod search_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod search_avx512;
 
+pub use final_pass::rederive_codes;
 pub(crate) use search::make_qx_quants;
 
 /// Weights per super-block (`QK_K`).

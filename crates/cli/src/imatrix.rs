@@ -1,115 +1,100 @@
-//! `quantize --imatrix FILE`: llama.cpp's legacy `imatrix.dat` matched to the checkpoint's
-//! tensors as `llama-quantize` does.
-//!
-//! An entry applies to the tensor of exactly its name (`blk.0.attn_q.weight`); its per-call
-//! means (sums over `ncall`) are the importance of the tensor's columns, so its value count must
-//! be the tensor's row length. Tensors without an entry, and types whose quantizer ignores
-//! importance (Q8_0), are quantized unweighted, as `llama-quantize` does; the report says which.
+//! `modelopt imatrix MODEL_DIR --text FILE -o imatrix.dat`: llama.cpp's importance matrix of a
+//! BERT model, from the inputs of its linear layers.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
+use std::time::Instant;
 
-use modelopt_io::Imatrix;
-use modelopt_quantize::ggml::GgmlType;
+use modelopt_bert::{SentenceEncoder, SquaredSums};
+use modelopt_io::{Imatrix, ImatrixEntry};
+use modelopt_tensor_core::Par;
+use serde_json::json;
 
-use crate::error::{CliResult, failure};
+use crate::error::{CliError, CliResult, failure};
+use crate::format::json_f64;
+use crate::text::{sentences, warn_truncated};
 
-/// The importance weights of a checkpoint's tensors, by tensor name.
-pub struct Importance {
-    /// Per-call means of every entry, by name.
-    means: HashMap<String, Vec<f32>>,
-    /// The trailer: number of chunks (`last call`) and data set name, if the file has them.
-    last_chunk: i32,
-    dataset: String,
+/// Arguments of `modelopt imatrix`.
+#[derive(Debug, clap::Args)]
+pub struct ImatrixArgs {
+    /// Model folder with config.json, tokenizer.json and model.safetensors.
+    pub model_dir: PathBuf,
+    /// Calibration text, one sentence per line. Default: 780 built-in sentences.
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+    /// Output file (llama.cpp's legacy imatrix.dat layout; written atomically).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Weights to run instead of the folder's model.safetensors.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
-impl Importance {
-    /// Reads and validates `path` (hostile or corrupt files are errors naming the entry).
-    pub fn read(path: &Path) -> CliResult<Self> {
-        let m = Imatrix::read(path)?;
-        let means = m
-            .entries()
+/// Runs `imatrix`.
+pub fn run(args: &ImatrixArgs) -> CliResult<()> {
+    crate::quantize::init_threads(args.threads)?;
+    let start = Instant::now();
+    let (texts, name) = sentences(args.text.as_deref())?;
+    let weights = args
+        .weights
+        .clone()
+        .unwrap_or_else(|| args.model_dir.join("model.safetensors"));
+    let enc = SentenceEncoder::with_weights(&args.model_dir, &weights)
+        .map_err(|e| CliError::Failure(e.to_string()))?;
+    let mut stats = SquaredSums::default();
+    let e = enc
+        .embed_with_hook(&texts, Par::all_cores(), &mut stats)
+        .map_err(|e| CliError::Failure(e.to_string()))?;
+    warn_truncated(&e.truncated, enc.tokenizer().max_tokens(), &name);
+    // llama-imatrix stores, per tensor, the mean square per token times the number of calls
+    // (`(sum / count) * ncall`), so that llama-quantize's division by ncall gives the mean.
+    let mut entries = Vec::new();
+    let mut calls = 0;
+    for layer in enc.model().linear_names() {
+        let s = &stats.layers()[layer];
+        calls = calls.max(s.calls);
+        let ncall = i32::try_from(s.calls).map_err(|_| {
+            CliError::Failure(format!("{} batches overflow imatrix.dat's int32", s.calls))
+        })?;
+        let tokens = s.tokens.max(1) as f64;
+        let values = s
+            .sums
             .iter()
-            .map(|e| (e.name().to_string(), e.means()))
+            .map(|&v| (v / tokens * s.calls as f64) as f32)
             .collect();
-        Ok(Importance {
-            means,
-            last_chunk: m.last_chunk(),
-            dataset: m.dataset().to_string(),
-        })
+        entries
+            .push(ImatrixEntry::new(layer, ncall, values).map_err(|e| failure(&args.output, e))?);
     }
-
-    /// The metadata llama-quantize adds for an imatrix (`tools/quantize/quantize.cpp`, as
-    /// key/value overrides appended in this order): the file as named on the command line and
-    /// the data set (both cut to 127 bytes), the entry count, and the chunk count when positive.
-    pub fn gguf_metadata(&self, path: &Path) -> Vec<(String, modelopt_io::GgufValue)> {
-        use modelopt_io::GgufValue;
-        let cut = |s: &str| {
-            let mut end = s.len().min(127);
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            GgufValue::from(&s[..end])
-        };
-        let mut m = vec![(
-            "quantize.imatrix.file".to_string(),
-            cut(&path.to_string_lossy()),
-        )];
-        if !self.dataset.is_empty() {
-            m.push(("quantize.imatrix.dataset".into(), cut(&self.dataset)));
-        }
-        m.push((
-            "quantize.imatrix.entries_count".into(),
-            GgufValue::U32(self.means.len() as u32),
-        ));
-        if self.last_chunk > 0 {
-            m.push((
-                "quantize.imatrix.chunks_count".into(),
-                GgufValue::U32(self.last_chunk as u32),
-            ));
-        }
-        m
+    let n_entries = entries.len();
+    let chunks = i32::try_from(calls).unwrap_or(i32::MAX);
+    Imatrix::new(entries)?
+        .with_trailer(chunks, name.clone())
+        .write(&args.output)?;
+    let secs = start.elapsed().as_secs_f64();
+    if args.json {
+        let doc = json!({
+            "output": args.output.display().to_string(),
+            "text": name,
+            "sentences": texts.len(),
+            "tokens": e.tokens,
+            "truncated": e.truncated.len(),
+            "entries": n_entries,
+            "batches": calls,
+            "seconds": json_f64(secs),
+        });
+        println!("{doc:#}");
+    } else {
+        println!(
+            "wrote {}: {n_entries} linear layers, {} sentences ({} tokens) in {calls} batches of {name}, {secs:.2} s",
+            args.output.display(),
+            texts.len(),
+            e.tokens
+        );
     }
-
-    /// The weights for tensor `name` quantized to `ty` in rows of `row_len`: `None` when the
-    /// file has no entry for it or `ty` ignores importance; an error when the entry's value
-    /// count is not the row length.
-    pub fn for_tensor(
-        &self,
-        path: &Path,
-        name: &str,
-        ty: GgmlType,
-        row_len: usize,
-    ) -> CliResult<Option<&[f32]>> {
-        let Some(v) = self.means.get(name) else {
-            return Ok(None);
-        };
-        if !ty.uses_importance() {
-            return Ok(None);
-        }
-        if v.len() != row_len {
-            // llama-quantize (`llama_model_quantize_impl`) lets the token embeddings through
-            // unweighted: old imatrix files always mismatch them.
-            if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
-                return Ok(None);
-            }
-            return Err(failure(
-                path,
-                format!(
-                    "imatrix entry `{name}` has {} values, but tensor `{name}` has rows of {row_len}",
-                    v.len()
-                ),
-            ));
-        }
-        Ok(Some(v))
-    }
-
-    /// The report's note for a tensor quantized to `ty` with (`Some`) or without importance.
-    pub fn note(ty: GgmlType, used: bool) -> &'static str {
-        match (used, ty.uses_importance()) {
-            (true, _) => "imatrix",
-            (false, true) => "no imatrix entry: unweighted",
-            (false, false) => "imatrix not used by this type",
-        }
-    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use modelopt_io::{Checkpoint, CheckpointTensor, DType, FileFormat, GgufValue};
 
 use crate::error::{CliResult, failure};
 use crate::glob;
-use crate::imatrix::Importance;
+use crate::importance::Importance;
 use crate::plan::Action;
 use crate::preset::{Model, Options, TensorMeta, llama_order, tensor_types};
 use crate::quantize::{QuantizeArgs, TypeArg};

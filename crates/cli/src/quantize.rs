@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
-use crate::imatrix::Importance;
+use crate::importance::Importance;
 use crate::llama::llama_plan;
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
 use crate::preset::Preset;

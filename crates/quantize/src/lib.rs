@@ -37,6 +37,7 @@
 mod error;
 pub mod fake_quant;
 pub mod ggml;
+pub mod gptq;
 mod kernel;
 mod layout;
 mod linear;

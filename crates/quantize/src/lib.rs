@@ -34,6 +34,7 @@
 //! # Ok::<(), modelopt_quantize::QuantError>(())
 //! ```
 
+pub mod awq;
 mod error;
 pub mod fake_quant;
 pub mod ggml;

@@ -9,6 +9,7 @@
 //!   `general.quantization_version = 2`; tensor data of any [`DType`] including GGML block types.
 //! - [`QuantLayout`]: the quantized-safetensors convention of `docs/formats.md`.
 //! - [`Checkpoint`]: either format, with quantized tensors seen through their logical type.
+//! - [`Imatrix`]: llama.cpp's legacy `imatrix.dat` importance matrices, read and written.
 //! - [`AtomicFile`]: every writer goes through a temporary file renamed into place on success;
 //!   [`TensorOut`] fills one tensor in parts, from several threads, at its place in the file.
 //!
@@ -35,6 +36,7 @@ mod error;
 mod gguf_reader;
 mod gguf_value;
 mod gguf_writer;
+mod imatrix;
 mod mapped;
 mod quantized;
 mod safetensors_reader;
@@ -49,6 +51,7 @@ pub use error::{IoError, Result};
 pub use gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GgufFile};
 pub use gguf_value::{GgufType, GgufValue};
 pub use gguf_writer::{GGML_QUANTIZATION_VERSION, GGUF_VERSION, GgufWriter};
+pub use imatrix::{Imatrix, ImatrixEntry};
 pub use quantized::{
     FORMAT_KEY, FORMAT_VERSION, QUANT_KEY_PREFIX, QuantLayout, SCALE_SUFFIX, quant_layouts,
 };

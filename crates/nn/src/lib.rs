@@ -48,6 +48,7 @@ pub use dropout::Dropout;
 pub use error::{NnError, Result};
 pub use init::Init;
 pub use loss::{check_labels, log_softmax, softmax, softmax_cross_entropy};
+pub use matmul::matmul;
 pub use mlp::{Mlp, MlpBuilder};
 pub use optim::{Adam, AdamBuilder, Optimizer, ParameterVisitor, Parameters, Sgd, SgdBuilder};
 

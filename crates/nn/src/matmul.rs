@@ -17,6 +17,45 @@ use modelopt_tensor_core::Float;
 use ndarray::ArrayRef2;
 use ndarray::linalg::general_mat_mul;
 
+/// `c = alpha a b + beta c` with the GEMM the dense layers use (`gemm-f32` for `f32`, single
+/// threaded; `ndarray` otherwise), for model code outside this crate (the BERT encoder). BLAS
+/// convention: with `beta == 0`, `c` is only written. Shapes must chain (`a: [m, k]`,
+/// `b: [k, n]`, `c: [m, n]`), else [`CoreError::ShapeMismatch`](modelopt_tensor_core::CoreError).
+///
+/// ```
+/// use ndarray::{array, Array2};
+/// let (x, w) = (array![[1.0f32, 2.0]], array![[3.0f32, 4.0], [5.0, 6.0]]);
+/// let mut y = Array2::zeros((1, 2));
+/// modelopt_nn::matmul(1.0, &x, &w.t(), 0.0, &mut y)?; // x W^T, W read in place
+/// assert_eq!(y, array![[11.0, 17.0]]);
+/// # Ok::<(), modelopt_nn::NnError>(())
+/// ```
+pub fn matmul<A: Float>(
+    alpha: A,
+    a: &ArrayRef2<A>,
+    b: &ArrayRef2<A>,
+    beta: A,
+    c: &mut ArrayRef2<A>,
+) -> crate::Result<()> {
+    let ((m, k), (k2, n)) = (a.dim(), b.dim());
+    if k != k2 {
+        return Err(modelopt_tensor_core::CoreError::ShapeMismatch {
+            expected: vec![k, n],
+            found: b.shape().to_vec(),
+        }
+        .into());
+    }
+    if c.dim() != (m, n) {
+        return Err(modelopt_tensor_core::CoreError::ShapeMismatch {
+            expected: vec![m, n],
+            found: c.shape().to_vec(),
+        }
+        .into());
+    }
+    gemm(alpha, a, b, beta, c);
+    Ok(())
+}
+
 /// `c = alpha a b + beta c`, BLAS convention: with `beta == 0`, `c` is only written (NaN in `c`
 /// does not propagate). Shapes must chain (`a: [m, k]`, `b: [k, n]`, `c: [m, n]`); callers check
 /// them, a mismatch panics like `ndarray`'s `general_mat_mul`.

@@ -9,6 +9,8 @@
 //! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ2_K`],
 //!   [`BlockQ3_K`], [`BlockQ4_K`], [`BlockQ5_K`], [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
 //!   associated constants `TYPE`, `BLOCK_SIZE`, `TYPE_SIZE`.
+//! - Importance-weighted quantization (llama.cpp's `quant_weights`, `llama-quantize
+//!   --imatrix`): [`quantize_row_imatrix`] / [`quantize_rows_imatrix`], one weight per column.
 //!
 //! Every quantizer reproduces llama.cpp's reference C code (`quantize_row_*_ref`) and gguf-py's
 //! `gguf.quants.quantize` byte for byte, including their rounding quirks: Q8_0 rounds half away
@@ -44,6 +46,7 @@
 mod error_sums;
 pub(crate) mod f16_bits;
 mod float;
+mod imatrix;
 mod k_quants;
 mod q4;
 mod q5;
@@ -54,6 +57,7 @@ pub(crate) mod simd;
 mod simd_avx512;
 
 pub use error_sums::error_sums;
+pub use imatrix::{quantize_row_imatrix, quantize_rows_imatrix};
 pub use k_quants::QK_K;
 pub use k_quants::q2_k::BlockQ2_K;
 pub use k_quants::q3_k::BlockQ3_K;

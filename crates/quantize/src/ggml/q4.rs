@@ -51,7 +51,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == BlockQ4_0::TYPE_SIZE);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == BlockQ4_1::TYPE_SIZE);
 
 #[inline(always)]
-fn pack_nibbles(q: &[u8; 32]) -> [u8; 16] {
+pub(super) fn pack_nibbles(q: &[u8; 32]) -> [u8; 16] {
     let mut qs = [0u8; 16];
     for j in 0..16 {
         qs[j] = (q[j] & 0x0f) | (q[j + 16] << 4);

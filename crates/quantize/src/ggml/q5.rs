@@ -53,7 +53,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == BlockQ5_0::TYPE_SIZE);
 const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == BlockQ5_1::TYPE_SIZE);
 
 #[inline(always)]
-fn pack5(q: &[u8; 32]) -> ([u8; 4], [u8; 16]) {
+pub(super) fn pack5(q: &[u8; 32]) -> ([u8; 4], [u8; 16]) {
     let mut qs = [0u8; 16];
     for j in 0..16 {
         qs[j] = (q[j] & 0x0f) | (q[j + 16] << 4);

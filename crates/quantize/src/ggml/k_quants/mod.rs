@@ -12,7 +12,7 @@ pub(crate) mod q3_k;
 pub(crate) mod q4_k;
 pub(crate) mod q5_k;
 pub(crate) mod q6_k;
-mod search;
+pub(crate) mod search;
 #[cfg(target_arch = "x86_64")]
 mod search_avx2;
 #[cfg(target_arch = "x86_64")]

@@ -35,7 +35,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ2_K>() == BlockQ2_K::TYPE_SIZE);
 
 /// Packs 256 2-bit codes as Q2_K and Q3_K store them (`qs[32h + l]`, 4 codes a byte).
 #[inline(always)]
-pub(super) fn pack_2bit(l: &[u8; QK_K]) -> [u8; 64] {
+pub(crate) fn pack_2bit(l: &[u8; QK_K]) -> [u8; 64] {
     let mut qs = [0u8; 64];
     for h in 0..2 {
         let j = 128 * h;

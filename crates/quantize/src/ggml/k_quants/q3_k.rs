@@ -36,7 +36,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ3_K>() == BlockQ3_K::TYPE_SIZE);
 
 /// The 6-bit scale of sub-block `j`, `-32..=31`.
 #[inline(always)]
-fn scale_of(sc: &[u8; 12], j: usize) -> i32 {
+pub(crate) fn scale_of(sc: &[u8; 12], j: usize) -> i32 {
     let low = if j < 8 { sc[j] & 0x0f } else { sc[j - 8] >> 4 };
     let high = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
     (low | (high << 4)) as i32 - 32
@@ -93,6 +93,12 @@ impl BlockQ3_K {
         } else {
             f32_to_f16(0.0)
         };
+        Self::from_codes(&l, sc, d)
+    }
+
+    /// The block of the codes `l` (`0..8`, per 16-weight sub-block), packed scales `sc` and `d`.
+    #[inline(always)]
+    pub(crate) fn from_codes(l: &[[i8; 16]; 16], sc: [u8; 12], d: f16) -> Self {
         let mut hmask = [0u8; 32];
         let mut low = [0u8; QK_K];
         for j in 0..QK_K {

@@ -89,7 +89,7 @@ impl BlockQ4_K {
     }
 
     #[inline(always)]
-    fn from_search((l, packed, d, dmin): Search8x32) -> Self {
+    pub(crate) fn from_search((l, packed, d, dmin): Search8x32) -> Self {
         let mut qs = [0u8; 128];
         for g in 0..4 {
             for k in 0..32 {
@@ -168,7 +168,7 @@ impl BlockQ4_K {
 
 /// What the Q4_K / Q5_K scale search gives: codes per sub-block, packed 6-bit scales and mins,
 /// `d`, `dmin`.
-pub(super) type Search8x32 = ([[u8; 32]; 8], [u8; 12], f16, f16);
+pub(crate) type Search8x32 = ([[u8; 32]; 8], [u8; 12], f16, f16);
 
 /// The scale search shared by Q4_K and Q5_K (`quantize_row_q4_K_ref` / `q5_K_ref` up to the
 /// packing of the codes): per 32-weight sub-block `make_qkx2_quants(32, nmax, ..., rmin, 0.1,

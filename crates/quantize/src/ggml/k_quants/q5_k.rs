@@ -90,7 +90,7 @@ impl BlockQ5_K {
     }
 
     #[inline(always)]
-    fn from_search((l, scales, d, dmin): Search8x32) -> Self {
+    pub(crate) fn from_search((l, scales, d, dmin): Search8x32) -> Self {
         let mut qs = [0u8; 128];
         let mut qh = [0u8; 32];
         for g in 0..4 {

@@ -79,6 +79,12 @@ impl BlockQ6_K {
         for ib in 0..16 {
             sc[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
         }
+        Self::from_codes(&l, sc, d)
+    }
+
+    /// The block of the codes `l` (`0..64`, per 16-weight sub-block), scales `sc` and `d`.
+    #[inline(always)]
+    pub(crate) fn from_codes(l: &[[i8; 16]; 16], sc: [i8; 16], d: f16) -> Self {
         let lf = |i: usize| l[i / 16][i % 16] as u8;
         let mut ql = [0u8; 128];
         let mut qh = [0u8; 64];

@@ -9,6 +9,19 @@ use super::{GROUP_MAX_EPS, nearest_int};
 /// `-(nmax + 0.1 * is) / max` for `is` in `-9..=9`, `is != 0`. Returns the scale.
 #[inline(always)]
 pub(crate) fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], l_out: &mut [i8; N]) -> f32 {
+    let w: [f32; N] = from_fn(|i| x[i] * x[i]);
+    make_qx_quants_weighted(nmax, x, &w, l_out)
+}
+
+/// `make_qx_quants` of ggml with `rmse_type = 1` and the weights `w` (its `quant_weights`
+/// argument): as [`make_qx_quants`], each squared error weighted by `w[i]`.
+#[inline(always)]
+pub(crate) fn make_qx_quants_weighted<const N: usize>(
+    nmax: i32,
+    x: &[f32; N],
+    w: &[f32; N],
+    l_out: &mut [i8; N],
+) -> f32 {
     const LANES: usize = 18;
     let mut max = 0f32;
     let mut amax = 0f32;
@@ -30,10 +43,9 @@ pub(crate) fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], l_out: &mu
     for i in 0..N {
         let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
         l_out[i] = (l + nmax) as i8;
-        let w = x[i] * x[i];
         let lf = l as f32;
-        sumlx += w * x[i] * lf;
-        suml2 += w * lf * lf;
+        sumlx += w[i] * x[i] * lf;
+        suml2 += w[i] * lf * lf;
     }
     let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
     let mut best = scale * sumlx;
@@ -45,13 +57,12 @@ pub(crate) fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], l_out: &mu
     }
     let mut slx = [0f32; LANES];
     let mut sl2 = [0f32; LANES];
-    for &xi in x.iter() {
-        let w = xi * xi;
-        let wx = w * xi;
+    for (&xi, &wi) in x.iter().zip(w) {
+        let wx = wi * xi;
         for k in 0..LANES {
             let l = nearest_int(isc[k] * xi).clamp(-nmax, nmax - 1) as f32;
             slx[k] += wx * l;
-            sl2[k] += w * l * l;
+            sl2[k] += wi * l * l;
         }
     }
     let mut chosen = None;
@@ -164,6 +175,48 @@ pub(crate) fn make_qkx2_quants_lanes<const N: usize, const LANES: usize>(
     nstep: usize,
     use_mad: bool,
 ) -> ([f32; LANES], [f32; LANES]) {
+    make_qkx_quants_lanes::<N, LANES, false>(nmax, xt, wt, l_out, rmin, rdelta, nstep, use_mad)
+}
+
+/// `make_qkx3_quants` of ggml (what the importance-weighted K-quants and Q4_1/Q5_1 run), lane
+/// by lane as [`make_qkx2_quants_lanes`]. The two searches differ only in how a candidate
+/// code is rounded: `make_qkx3_quants` takes `v > 0 ? nearest_int(MIN(v, nmax)) : 0`, which
+/// also maps a NaN or infinite `v` to a valid code.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn make_qkx3_quants_lanes<const N: usize, const LANES: usize>(
+    nmax: i32,
+    xt: &[[f32; LANES]; N],
+    wt: &[[f32; LANES]; N],
+    l_out: &mut [[f32; LANES]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([f32; LANES], [f32; LANES]) {
+    make_qkx_quants_lanes::<N, LANES, true>(nmax, xt, wt, l_out, rmin, rdelta, nstep, use_mad)
+}
+
+/// The candidate code of `make_qkx3_quants`: `v > 0 ? nearest_int(MIN(v, nmax)) : 0`.
+#[inline(always)]
+fn code3(v: f32, hi: f32) -> f32 {
+    let m = if v < hi { v } else { hi };
+    if v > 0.0 { rne(m) } else { 0.0 }
+}
+
+/// The body of [`make_qkx2_quants_lanes`] (`QKX3 = false`) and [`make_qkx3_quants_lanes`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn make_qkx_quants_lanes<const N: usize, const LANES: usize, const QKX3: bool>(
+    nmax: i32,
+    xt: &[[f32; LANES]; N],
+    wt: &[[f32; LANES]; N],
+    l_out: &mut [[f32; LANES]; N],
+    rmin: f32,
+    rdelta: f32,
+    nstep: usize,
+    use_mad: bool,
+) -> ([f32; LANES], [f32; LANES]) {
     let nmaxf = nmax as f32;
     let mut min = xt[0];
     let mut max = xt[0];
@@ -215,7 +268,14 @@ pub(crate) fn make_qkx2_quants_lanes<const N: usize, const LANES: usize>(
         for i in 0..N {
             let x = xt[i];
             let w = wt[i];
-            let l: [f32; LANES] = from_fn(|k| clamp0(rne(isc[k] * (x[k] - min[k])), nmaxf));
+            let l: [f32; LANES] = from_fn(|k| {
+                let v = isc[k] * (x[k] - min[k]);
+                if QKX3 {
+                    code3(v, nmaxf)
+                } else {
+                    clamp0(rne(v), nmaxf)
+                }
+            });
             laux[i] = l;
             let wl: [f32; LANES] = from_fn(|k| w[k] * l[k]);
             sum_l = from_fn(|k| sum_l[k] + wl[k]);

@@ -5,6 +5,8 @@
 //! - `modelopt prune IN -o OUT --amount A`: pruned weights written as zeros (unstructured,
 //!   channels, N:M; per tensor or global), or `--shrink SPEC` for smaller tensors.
 //! - `modelopt compare A B`: per-tensor error metrics.
+//! - `modelopt eval MODEL_DIR --weights FILE`: sentence-embedding fidelity of compressed weights.
+//! - `modelopt imatrix MODEL_DIR -o imatrix.dat`: llama.cpp importance matrix from activations.
 //!
 //! Exit status: 0 on success, 2 on a usage error, 1 on any other failure (one line on stderr
 //! naming the file and the problem).
@@ -12,13 +14,16 @@
 mod calibrate;
 mod compare;
 mod error;
+mod eval;
 mod format;
 mod glob;
+mod imatrix;
 mod inspect;
 mod plan;
 mod prune;
 mod quantize;
 mod rows;
+mod text;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +51,10 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Per-tensor error metrics between two checkpoints.
     Compare(compare::CompareArgs),
+    /// Embeddings of a BERT model folder vs the same with other weights: cosine, neighbours, bits/weight.
+    Eval(eval::EvalArgs),
+    /// llama.cpp importance matrix (imatrix.dat) of a BERT model folder over a text.
+    Imatrix(imatrix::ImatrixArgs),
 }
 
 fn main() {
@@ -59,6 +68,8 @@ fn main() {
         Command::Quantize(a) => quantize::run(a),
         Command::Prune(a) => prune::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Imatrix(a) => imatrix::run(a),
     };
     if let Err(e) = result {
         let kind = match e {

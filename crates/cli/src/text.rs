@@ -1,0 +1,56 @@
+//! The sentences `eval` and `imatrix` run the model on: a text file or the built-in set.
+
+use std::path::Path;
+
+use crate::error::{CliResult, failure};
+
+/// The default text: 780 sentences from Python's documentation (data/README.md).
+const DEFAULT_SENTENCES: &str = include_str!("../data/sentences.txt");
+
+/// Non-blank lines of `path` (trimmed), or of the built-in set; an empty file is an error.
+/// Returns the sentences and the name to show for them.
+pub fn sentences(path: Option<&Path>) -> CliResult<(Vec<String>, String)> {
+    let (text, name) = match path {
+        None => (
+            DEFAULT_SENTENCES.to_string(),
+            "sentences.txt (built in)".to_string(),
+        ),
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| failure(p, format!("cannot read: {e}")))?;
+            let text =
+                String::from_utf8(bytes).map_err(|e| failure(p, format!("not UTF-8 text: {e}")))?;
+            (text, p.display().to_string())
+        }
+    };
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if lines.is_empty() {
+        let shown = path.unwrap_or(Path::new("sentences.txt"));
+        return Err(failure(
+            shown,
+            "no sentences: the file is empty (one sentence per line)",
+        ));
+    }
+    Ok((lines, name))
+}
+
+/// Tells on stderr which sentences were cut to the model's length.
+pub fn warn_truncated(truncated: &[usize], max_tokens: usize, name: &str) {
+    if !truncated.is_empty() {
+        let shown: Vec<String> = truncated
+            .iter()
+            .take(5)
+            .map(|i| (i + 1).to_string())
+            .collect();
+        eprintln!(
+            "modelopt: warning: {} sentence(s) of {name} longer than {max_tokens} tokens were truncated (line(s) {}{})",
+            truncated.len(),
+            shown.join(", "),
+            if truncated.len() > 5 { ", ..." } else { "" }
+        );
+    }
+}

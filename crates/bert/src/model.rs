@@ -8,6 +8,8 @@ use modelopt_tensor_core::Par;
 use ndarray::{Array1, Array2, ArrayView2, Axis, concatenate, s};
 
 use crate::layers::{LayerNorm, Linear, softmax_rows};
+
+mod stepwise;
 use crate::{ActivationHook, BertConfig, BertError, Result, TokenBatch};
 
 /// One encoder layer. Query, key and value are one fused product (`[3H, H]` weight), their
@@ -336,25 +338,7 @@ impl BertModel {
         par: Par,
         hook: &mut dyn ActivationHook,
     ) -> Result<Array2<f32>> {
-        self.check(batch)?;
-        let h = self.config.hidden_size;
-        let mut x = Array2::<f32>::zeros((batch.tokens(), h));
-        if let Some(data) = x.as_slice_mut() {
-            par.for_each_chunk_mut(data, h * 256, |i, chunk| {
-                for (r, row) in chunk.chunks_mut(h).enumerate() {
-                    let t = i * 256 + r;
-                    let (w, p, ty) = (
-                        self.word.row(batch.ids[t] as usize),
-                        self.position.row(batch.positions[t] as usize),
-                        self.token_type.row(batch.type_ids[t] as usize),
-                    );
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = (w[j] + ty[j]) + p[j]; // Hugging Face's order of the sums
-                    }
-                    self.emb_ln.apply_row(ndarray::ArrayViewMut1::from(row));
-                }
-            });
-        }
+        let mut x = self.embeddings_output(batch, par)?;
         for layer in &self.layers {
             x = self.layer(layer, x, batch, par, hook)?;
         }

@@ -17,9 +17,11 @@ use modelopt_quantize::ggml::GgmlType;
 use serde_json::json;
 
 use crate::error::{CliError, CliResult, failure};
+use crate::calibrate::{self, CalibArgs};
 use crate::format::{bytes, db, json_f64, print_table};
 use crate::importance::Importance;
 use crate::llama::llama_plan;
+use modelopt_calibrate::{CalibratedTensor, Format};
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
 use crate::preset::Preset;
 use crate::rows::{Source, ggml_bytes, quantize_ggml_weighted, quantize_uniform, sqnr_db};
@@ -189,6 +191,9 @@ pub struct QuantizeArgs {
     /// unweighted.
     #[arg(long, value_name = "FILE")]
     pub imatrix: Option<PathBuf>,
+    /// Calibration with data (GPTQ, imatrix).
+    #[command(flatten)]
+    pub calib: CalibArgs,
 }
 
 /// One line of the report.
@@ -303,20 +308,35 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         }
         _ => None,
     };
+    let calibrated = calibrate::run(&args.calib, &args.input, target)?;
+    if let Some((cal, secs)) = &calibrated
+        && !args.json
+    {
+        eprintln!(
+            "calibrated {} linear layers on {} tokens per layer input in {secs:.1} s",
+            cal.tensors.len(),
+            cal.tokens
+        );
+    }
+    let cal = calibrated.as_ref().map(|c| &c.0);
+
     let mut sink = open_sink(args, format, &input, &tensors, &actions, meta)?;
     let total_in: u64 = tensors.iter().map(|t| t.stored_bytes as u64).sum();
     let bar = progress_bar(total_in, args.json);
     let mut rows = Vec::with_capacity(tensors.len());
     for (t, action) in tensors.iter().zip(&actions) {
         bar.set_message(t.info.name.clone());
-        rows.push(process(
-            &input,
-            t,
-            action,
-            format,
-            &mut sink,
-            importance.as_ref(),
-        )?);
+        rows.push(match cal.and_then(|c| c.tensors.get(&t.info.name)) {
+            Some(c) => write_calibrated(&input, t, action, c, &mut sink)?,
+            None => process(
+                &input,
+                t,
+                action,
+                format,
+                &mut sink,
+                importance.as_ref(),
+            )?,
+        });
         input.release(&t.info.name)?;
         bar.inc(t.stored_bytes as u64);
     }
@@ -547,6 +567,61 @@ fn process(
         bytes_in: t.stored_bytes as u64,
         bytes_out: bytes_out as u64,
         parameters,
+        note,
+    })
+}
+
+/// Writes a tensor calibrated by `--calibrate` (its stored form was computed already).
+fn write_calibrated(
+    input: &Checkpoint,
+    t: &CheckpointTensor,
+    action: &Action,
+    c: &CalibratedTensor,
+    sink: &mut Sink,
+) -> CliResult<Row> {
+    let name = &t.info.name;
+    let mismatch = || {
+        failure(
+            input.path(),
+            format!("tensor `{name}`: calibrated as {:?}, planned as {action:?}", c.format),
+        )
+    };
+    let x = input.tensor_f32(name)?;
+    let (sx, se) = x
+        .iter()
+        .zip(&c.dequantized)
+        .fold((0f64, 0f64), |(a, b), (&v, &q)| {
+            let d = f64::from(v) - f64::from(q);
+            (a + f64::from(v) * f64::from(v), b + d * d)
+        });
+    let (out_type, n) = match (action, c.format) {
+        (Action::Ggml { ty, .. }, Format::Ggml(cty)) if *ty == cty => {
+            sink.write(name, &c.data)?;
+            (ty.name().to_string(), c.data.len())
+        }
+        (Action::Int4 { group_size }, Format::Int4 { group_size: g }) if *group_size == g => {
+            let scales = f32_to_bytes(&c.scales);
+            sink.write(name, &c.data)?;
+            sink.write(&format!("{name}{SCALE_SUFFIX}"), &scales)?;
+            ("int4".to_string(), c.data.len() + scales.len())
+        }
+        _ => return Err(mismatch()),
+    };
+    let note = match &c.gptq {
+        Some(r) if r.damp_raises > 0 || r.dead_columns > 0 => format!(
+            "calibrated (GPTQ; dampening raised {} times to {}, {} dead columns)",
+            r.damp_raises, r.damp, r.dead_columns
+        ),
+        Some(_) => "calibrated (GPTQ)".to_string(),
+        None => "calibrated (imatrix)".to_string(),
+    };
+    Ok(Row {
+        name: name.clone(),
+        out_type,
+        sqnr_db: Some(sqnr_db((sx, se))),
+        bytes_in: t.stored_bytes as u64,
+        bytes_out: n as u64,
+        parameters: t.info.elements()? as u64,
         note,
     })
 }

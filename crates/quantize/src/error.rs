@@ -26,6 +26,17 @@ pub enum QuantError {
         /// Unit of the lengths (`"elements"`, `"bytes"`).
         unit: &'static str,
     },
+    /// GPTQ: the layer's Hessian stayed indefinite after the allowed dampening raises.
+    #[error(
+        "Hessian is not positive definite (input column {column}) even with dampening {damp} \
+         of the mean diagonal"
+    )]
+    NotPositiveDefinite {
+        /// The input column where the factorisation failed.
+        column: usize,
+        /// The last dampening fraction tried.
+        damp: f64,
+    },
 }
 
 /// `Result` with [`QuantError`].

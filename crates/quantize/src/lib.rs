@@ -34,9 +34,11 @@
 //! # Ok::<(), modelopt_quantize::QuantError>(())
 //! ```
 
+pub mod awq;
 mod error;
 pub mod fake_quant;
 pub mod ggml;
+pub mod gptq;
 mod kernel;
 mod layout;
 mod linear;

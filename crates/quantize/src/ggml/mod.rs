@@ -44,7 +44,7 @@
 //! ```
 
 mod error_sums;
-mod f16_bits;
+pub(crate) mod f16_bits;
 mod float;
 mod imatrix;
 mod k_quants;
@@ -52,7 +52,7 @@ mod q4;
 mod q5;
 mod q8_0;
 mod rows;
-mod simd;
+pub(crate) mod simd;
 #[cfg(target_arch = "x86_64")]
 mod simd_avx512;
 

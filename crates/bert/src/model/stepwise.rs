@@ -1,0 +1,121 @@
+//! Running the encoder one stage at a time and replacing linear weights: what sequential
+//! calibration (GPTQ layer after layer on the already-quantized model's inputs) needs.
+
+use modelopt_tensor_core::Par;
+use ndarray::{Array2, ArrayView2, s};
+
+use super::BertModel;
+use crate::{ActivationHook, BertError, Result, TokenBatch};
+
+impl BertModel {
+    /// Number of encoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The embeddings' output, i.e. the first encoder layer's input: `[batch.tokens(), hidden]`.
+    /// `hidden_states` is this followed by [`layer_output`](Self::layer_output) for every layer.
+    pub fn embeddings_output(&self, batch: &TokenBatch, par: Par) -> Result<Array2<f32>> {
+        self.check(batch)?;
+        let h = self.config.hidden_size;
+        let mut x = Array2::<f32>::zeros((batch.tokens(), h));
+        if let Some(data) = x.as_slice_mut() {
+            par.for_each_chunk_mut(data, h * 256, |i, chunk| {
+                for (r, row) in chunk.chunks_mut(h).enumerate() {
+                    let t = i * 256 + r;
+                    let (w, p, ty) = (
+                        self.word.row(batch.ids[t] as usize),
+                        self.position.row(batch.positions[t] as usize),
+                        self.token_type.row(batch.type_ids[t] as usize),
+                    );
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = (w[j] + ty[j]) + p[j]; // Hugging Face's order of the sums
+                    }
+                    self.emb_ln.apply_row(ndarray::ArrayViewMut1::from(row));
+                }
+            });
+        }
+        Ok(x)
+    }
+
+    /// Runs encoder layer `i` on its input `x` (`[batch.tokens(), hidden]`, the previous stage's
+    /// output), calling `hook` with the inputs of its linear layers.
+    pub fn layer_output(
+        &self,
+        i: usize,
+        x: Array2<f32>,
+        batch: &TokenBatch,
+        par: Par,
+        hook: &mut dyn ActivationHook,
+    ) -> Result<Array2<f32>> {
+        let layer = self.layers.get(i).ok_or_else(|| {
+            BertError::Input(format!("layer {i} of a {}-layer model", self.layers.len()))
+        })?;
+        if x.dim() != (batch.tokens(), self.config.hidden_size) {
+            return Err(BertError::Input(format!(
+                "layer {i} input of shape {:?}, expected [{}, {}]",
+                x.shape(),
+                batch.tokens(),
+                self.config.hidden_size
+            )));
+        }
+        self.layer(layer, x, batch, par, hook)
+    }
+
+    /// The weight `[out, in]` of the linear layer with checkpoint name `name` (one of
+    /// [`linear_names`](Self::linear_names)).
+    pub fn linear_weight(&self, name: &str) -> Result<ArrayView2<'_, f32>> {
+        let h = self.config.hidden_size;
+        for l in &self.layers {
+            if let Some(k) = l.qkv_names.iter().position(|n| n == name) {
+                return Ok(l.qkv.weight.slice(s![k * h..(k + 1) * h, ..]));
+            }
+            for (n, lin) in [
+                (&l.attn_out_name, &l.attn_out),
+                (&l.inter_name, &l.inter),
+                (&l.out_name, &l.out),
+            ] {
+                if n == name {
+                    return Ok(lin.weight.view());
+                }
+            }
+        }
+        Err(BertError::Input(format!("no linear layer named `{name}`")))
+    }
+
+    /// Replaces the weight of linear layer `name` (e.g. by its quantized-dequantized values).
+    /// Errors on an unknown name, a shape other than the current weight's, or a non-finite
+    /// value.
+    pub fn set_linear_weight(&mut self, name: &str, w: ArrayView2<'_, f32>) -> Result<()> {
+        let current = self.linear_weight(name)?.dim();
+        if w.dim() != current {
+            return Err(BertError::Input(format!(
+                "`{name}`: new weight of shape {:?}, expected {current:?}",
+                w.shape()
+            )));
+        }
+        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+            return Err(BertError::Input(format!(
+                "`{name}`: non-finite value at element {i}"
+            )));
+        }
+        let h = self.config.hidden_size;
+        for l in &mut self.layers {
+            if let Some(k) = l.qkv_names.iter().position(|n| n == name) {
+                l.qkv.weight.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&w);
+                return Ok(());
+            }
+            for (n, lin) in [
+                (&l.attn_out_name, &mut l.attn_out),
+                (&l.inter_name, &mut l.inter),
+                (&l.out_name, &mut l.out),
+            ] {
+                if n == name {
+                    lin.weight.assign(&w);
+                    return Ok(());
+                }
+            }
+        }
+        Err(BertError::Input(format!("no linear layer named `{name}`")))
+    }
+}

@@ -81,22 +81,40 @@ pub(crate) fn encode_iq4(
     dst: &mut [u8],
 ) -> Result<(), usize> {
     match ty {
-        GgmlType::IQ4_NL => encode_iq4_blocks::<32, 18>(src, importance, dst, |x, qw| {
-            BlockIQ4_NL::quantize_with(kernel, x, qw).to_bytes()
-        }),
-        GgmlType::IQ4_XS => encode_iq4_blocks::<256, 136>(src, importance, dst, |x, qw| {
-            BlockIQ4_XS::quantize_with(kernel, x, qw).to_bytes()
-        }),
+        GgmlType::IQ4_NL => encode_iq4_blocks::<BlockIQ4_NL, 32, 18>(kernel, src, importance, dst),
+        GgmlType::IQ4_XS => {
+            encode_iq4_blocks::<BlockIQ4_XS, 256, 136>(kernel, src, importance, dst)
+        }
         _ => Ok(()),
     }
 }
 
+/// An IQ4 block type as bytes. A trait, not a closure, so that the whole block quantizer is
+/// inlined into (and compiled with the CPU features of) the calling row kernel.
+trait Iq4Codec<const N: usize, const S: usize> {
+    fn encode_with(kernel: Kernel, x: &[f32; N], qw: Option<&[f32; N]>) -> [u8; S];
+}
+
+impl Iq4Codec<32, 18> for BlockIQ4_NL {
+    #[inline(always)]
+    fn encode_with(kernel: Kernel, x: &[f32; 32], qw: Option<&[f32; 32]>) -> [u8; 18] {
+        BlockIQ4_NL::quantize_with(kernel, x, qw).to_bytes()
+    }
+}
+
+impl Iq4Codec<256, 136> for BlockIQ4_XS {
+    #[inline(always)]
+    fn encode_with(kernel: Kernel, x: &[f32; 256], qw: Option<&[f32; 256]>) -> [u8; 136] {
+        BlockIQ4_XS::quantize_with(kernel, x, qw).to_bytes()
+    }
+}
+
 #[inline(always)]
-fn encode_iq4_blocks<const N: usize, const S: usize>(
+fn encode_iq4_blocks<B: Iq4Codec<N, S>, const N: usize, const S: usize>(
+    kernel: Kernel,
     src: &[f32],
     importance: Option<&[f32]>,
     dst: &mut [u8],
-    f: impl Fn(&[f32; N], Option<&[f32; N]>) -> [u8; S],
 ) -> Result<(), usize> {
     let (xs, _) = src.as_chunks::<N>();
     let (os, _) = dst.as_chunks_mut::<S>();
@@ -105,7 +123,7 @@ fn encode_iq4_blocks<const N: usize, const S: usize>(
         if !all_finite(x) {
             return Err(i * N + first_non_finite(x).unwrap_or(0));
         }
-        *o = f(x, qws.map(|q| &q[i]));
+        *o = B::encode_with(kernel, x, qws.map(|q| &q[i]));
     }
     Ok(())
 }

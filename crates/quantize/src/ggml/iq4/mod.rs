@@ -16,6 +16,7 @@ mod search_avx512;
 pub(crate) mod xs;
 
 use super::k_quants::GROUP_MAX_EPS;
+use super::simd::first_abs_max_index_32;
 
 /// The 16 levels of IQ4_NL and IQ4_XS (`kvalues_iq4nl` of `ggml-common.h`), ascending.
 pub const KVALUES_IQ4NL: [i8; 16] = [
@@ -32,6 +33,51 @@ const KV: [f32; 16] = {
     }
     v
 };
+
+/// `THRESHOLDS[i]`: the smallest f32 `a` for which [`best_index`] prefers level `i + 1` over
+/// level `i`, i.e. `!(a - val[i] < val[i + 1] - a)` with both differences rounded (both sides
+/// are monotone in `a`, so the preference switches once). Hence, for any non-NaN `a`,
+/// `best_index(a)` is the number of thresholds `<= a` (unit-tested below).
+pub(crate) const THRESHOLDS: [f32; 15] = {
+    let mut t = [0f32; 15];
+    let mut i = 0;
+    while i < 15 {
+        let (lo, hi) = (KV[i], KV[i + 1]);
+        // Bisect over the ordered f32 values of [lo, hi]: false at lo, true at hi.
+        let (mut a, mut c) = (ordered(lo), ordered(hi));
+        while c - a > 1 {
+            let m = a + (c - a) / 2;
+            let v = unordered(m);
+            if v - lo < hi - v {
+                a = m;
+            } else {
+                c = m;
+            }
+        }
+        t[i] = unordered(c);
+        i += 1;
+    }
+    t
+};
+
+/// A key that orders finite f32 values as integers (`-0.0` and `+0.0` both 0).
+const fn ordered(v: f32) -> i64 {
+    let b = v.to_bits();
+    if b >> 31 == 0 {
+        b as i64
+    } else {
+        -((b & 0x7fff_ffff) as i64)
+    }
+}
+
+/// The f32 of an [`ordered`] key.
+const fn unordered(k: i64) -> f32 {
+    if k >= 0 {
+        f32::from_bits(k as u32)
+    } else {
+        f32::from_bits((-k) as u32 | 0x8000_0000)
+    }
+}
 
 /// Candidate scales tried per block (`ntry = 7`: `2 * 7 + 1`, plus the first guess).
 pub(crate) const LANES: usize = 16;
@@ -100,17 +146,24 @@ pub(crate) fn sums_portable(
 /// each candidate in turn if it fits better (`sumqx² / sumq2` larger).
 #[inline(always)]
 fn pick(sqx: &[f32; LANES], sq2: &[f32; LANES]) -> f32 {
-    // llama.cpp writes 0/0 here when every weight is zero (possible only with importance
-    // weights); newer llama.cpp guards it with `sumq2 > 0 ? ... : 0`, as done here.
-    let mut d = if sq2[0] > 0.0 { sqx[0] / sq2[0] } else { 0.0 };
-    let mut best = d * sqx[0];
+    // Each lane's fitted scale and score, as C computes them once that lane wins (one vector
+    // division instead of a scalar one per win); the scan below is then branch-free.
+    let d: [f32; LANES] = std::array::from_fn(|t| sqx[t] / sq2[t]);
+    let b: [f32; LANES] = std::array::from_fn(|t| d[t] * sqx[t]);
+    let s: [f32; LANES] = std::array::from_fn(|t| sqx[t] * sqx[t]);
+    // llama.cpp c392e509 writes 0/0 here when every weight is zero (possible only with
+    // importance weights); newer llama.cpp guards it with `sumq2 > 0 ? ... : 0`, as done here.
+    let (mut win, mut best) = if sq2[0] > 0.0 {
+        (d[0], b[0])
+    } else {
+        (0.0, 0.0 * sqx[0])
+    };
     for t in 1..LANES {
-        if sq2[t] > 0.0 && sqx[t] * sqx[t] > best * sq2[t] {
-            d = sqx[t] / sq2[t];
-            best = d * sqx[t];
-        }
+        let better = sq2[t] > 0.0 && s[t] > best * sq2[t];
+        win = if better { d[t] } else { win };
+        best = if better { b[t] } else { best };
     }
-    d
+    win
 }
 
 /// Which implementation of the 16-lane sums a quantizer runs.
@@ -132,6 +185,16 @@ impl Kernel {
             // returned true (in `detect` or, through `Isa::Avx512`, in the row dispatch).
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { search_avx512::sums(x, w, id) },
+        }
+    }
+
+    #[inline(always)]
+    fn candidates(self, max: f32) -> [f32; LANES] {
+        match self {
+            Kernel::Portable => candidates(max),
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { search_avx512::candidates(max) },
         }
     }
 
@@ -171,17 +234,12 @@ pub(crate) fn sigma2(x: &[f32]) -> f32 {
 /// `GROUP_MAX_EPS`).
 #[inline(always)]
 pub(crate) fn block_scale(kernel: Kernel, x: &[f32; 32], w: &[f32; 32]) -> f32 {
-    let (mut amax, mut max) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    if amax < GROUP_MAX_EPS {
+    // The first weight of largest magnitude (C: `if (ax > amax)` in element order).
+    let max = x[first_abs_max_index_32(x)];
+    if max.abs() < GROUP_MAX_EPS {
         return 0.0;
     }
-    let (sqx, sq2) = kernel.sums(x, w, &candidates(max));
+    let (sqx, sq2) = kernel.sums(x, w, &kernel.candidates(max));
     pick(&sqx, &sq2)
 }
 
@@ -240,8 +298,8 @@ mod tests {
             1e30,
             -1e30,
         ];
-        for i in -140_000..140_000 {
-            xs.push(i as f32 * 0.001);
+        for i in -14_000..14_000 {
+            xs.push(i as f32 * 0.01 + 3e-3);
         }
         // Around every level and midpoint, bit by bit.
         for k in 0..16 {
@@ -262,6 +320,25 @@ mod tests {
         }
         for x in xs {
             assert_eq!(best_index(x), best_index_c(x), "{x}");
+        }
+    }
+
+    #[test]
+    fn best_index_counts_thresholds() {
+        for (i, &t) in THRESHOLDS.iter().enumerate() {
+            let below = f32::from_bits(if t > 0.0 {
+                t.to_bits() - 1
+            } else {
+                t.to_bits() + 1
+            });
+            assert_eq!(best_index(t) as usize, i + 1, "{t}");
+            assert_eq!(best_index(below) as usize, i, "{below}");
+            assert!((t - (KV[i] + KV[i + 1]) / 2.0).abs() < 1e-4);
+        }
+        for k in -140_000..140_000 {
+            let a = k as f32 * 0.001 + 3e-4;
+            let n = THRESHOLDS.iter().filter(|&&t| t <= a).count();
+            assert_eq!(best_index(a) as usize, n, "{a}");
         }
     }
 
@@ -301,6 +378,7 @@ mod tests {
                 continue;
             }
             let id = candidates(max);
+            assert_eq!(id.map(f32::to_bits), k.candidates(max).map(f32::to_bits));
             let (a, b) = sums_portable(&x, &w, &id);
             let (c, d) = k.sums(&x, &w, &id);
             assert_eq!(a.map(f32::to_bits), c.map(f32::to_bits), "case {case}");

@@ -17,7 +17,8 @@ use super::KVALUES_IQ4NL;
 /// assert_eq!(BlockIQ4_NL::from_bytes(&b.to_bytes()), b);
 /// let y = b.dequantize();
 /// assert_eq!(y[0], b.d.to_f32() * KVALUES_IQ4NL[(b.qs[0] & 15) as usize] as f32);
-/// assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.25));
+/// // The widest gap between levels is 24 / 127 of the largest weight (3.875).
+/// assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.4));
 /// ```
 #[allow(non_camel_case_types)]
 #[repr(C)]

@@ -121,8 +121,23 @@ pub(crate) fn candidates(max: f32) -> [f32; LANES] {
     id
 }
 
+/// `KV[i + 1] - KV[i]`: the level is `KV[0]` plus these steps for each threshold passed.
+const STEPS: [f32; 15] = {
+    let mut s = [0f32; 15];
+    let mut i = 0;
+    while i < 15 {
+        s[i] = KV[i + 1] - KV[i];
+        i += 1;
+    }
+    s
+};
+
 /// For each candidate inverse scale `id[t]`: `sumqx = Σ w q x` and `sumq2 = Σ w q²` over the
 /// block, with `q` the level nearest to `id[t] * x`, summed in element order.
+///
+/// The level is found by counting [`THRESHOLDS`] (exact integer sums, equal to
+/// `KV[best_index(a)]` for finite `a`), branch-free over the 16 lanes so that the compiler
+/// vectorises it (the AVX2 copy of the row kernels runs 8 lanes at a time).
 #[inline(always)]
 pub(crate) fn sums_portable(
     x: &[f32; 32],
@@ -131,11 +146,16 @@ pub(crate) fn sums_portable(
 ) -> ([f32; LANES], [f32; LANES]) {
     let mut sqx = [0f32; LANES];
     let mut sq2 = [0f32; LANES];
-    for t in 0..LANES {
-        for j in 0..32 {
-            let q = KV[best_index(id[t] * x[j]) as usize];
-            let wq = w[j] * q;
-            sqx[t] += wq * x[j];
+    for j in 0..32 {
+        let (xj, wj) = (x[j], w[j]);
+        for t in 0..LANES {
+            let a = id[t] * xj;
+            let mut q = KV[0];
+            for i in 0..15 {
+                q += if a >= THRESHOLDS[i] { STEPS[i] } else { 0.0 };
+            }
+            let wq = wj * q;
+            sqx[t] += wq * xj;
             sq2[t] += wq * q;
         }
     }
@@ -339,6 +359,38 @@ mod tests {
             let a = k as f32 * 0.001 + 3e-4;
             let n = THRESHOLDS.iter().filter(|&&t| t <= a).count();
             assert_eq!(best_index(a) as usize, n, "{a}");
+        }
+    }
+
+    /// The portable kernels on the reference rows (the row functions run the detected one).
+    #[test]
+    fn portable_kernel_matches_reference_bytes() {
+        use crate::ggml::GgmlType;
+        use crate::ggml::rows::encode_iq4;
+        let read = |name: &str| {
+            let path = format!("{}/tests/data/ggml/{name}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let f32s = |b: Vec<u8>| -> Vec<f32> {
+            b.as_chunks::<4>()
+                .0
+                .iter()
+                .map(|c| f32::from_le_bytes(*c))
+                .collect()
+        };
+        let x = f32s(read("input_f32.bin"));
+        let imatrix = f32s(read("imatrix_f32.bin"));
+        for ty in [GgmlType::IQ4_NL, GgmlType::IQ4_XS] {
+            for (suffix, qw) in [("", None), ("_imatrix", Some(&imatrix[..]))] {
+                let want = read(&format!("{}{suffix}.bin", ty.name()));
+                let row_bytes = want.len() / 64;
+                let mut got = vec![0u8; want.len()];
+                for (r, o) in got.chunks_exact_mut(row_bytes).enumerate() {
+                    let row = &x[r * 1024..(r + 1) * 1024];
+                    assert!(encode_iq4(Kernel::Portable, ty, row, qw, o).is_ok());
+                }
+                assert!(got == want, "{}{suffix}", ty.name());
+            }
         }
     }
 

@@ -7,8 +7,13 @@
 //!   [`quantize`] / [`dequantize`] returning new buffers, and [`quantize_rows`] /
 //!   [`dequantize_rows`] splitting whole rows over threads with a [`Par`] value.
 //! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ2_K`],
-//!   [`BlockQ3_K`], [`BlockQ4_K`], [`BlockQ5_K`], [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
+//!   [`BlockQ3_K`], [`BlockQ4_K`], [`BlockQ5_K`], [`BlockQ6_K`], [`BlockIQ4_NL`],
+//!   [`BlockIQ4_XS`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
 //!   associated constants `TYPE`, `BLOCK_SIZE`, `TYPE_SIZE`.
+//! - Importance weights (llama.cpp's `quant_weights`, one per column, what `llama-quantize
+//!   --imatrix` passes): [`quantize_row_imatrix`] / [`quantize_rows_imatrix`], byte-exact with
+//!   `ggml_quantize_chunk(type, ..., imatrix)` for IQ4_NL and IQ4_XS (ignored by Q8_0 and the
+//!   float types, as in llama.cpp).
 //!
 //! Every quantizer reproduces llama.cpp's reference C code (`quantize_row_*_ref`) and gguf-py's
 //! `gguf.quants.quantize` byte for byte, including their rounding quirks: Q8_0 rounds half away
@@ -25,6 +30,17 @@
 //! of the 64 rows), while this crate, which keeps the search codes, matches all 64 rows of
 //! every type byte for byte. The scales, mins, `d` and `dmin` are the same either way; files
 //! from a llama.cpp build that does run the pass would differ in those codes only.
+//!
+//! IQ4_NL and IQ4_XS (`quantize_iq4_nl` / `quantize_iq4_xs`, which `ggml_quantize_chunk` runs):
+//! 4-bit indices into the 16 non-uniform levels [`KVALUES_IQ4NL`], whose scale per 32 weights is
+//! searched among 16 candidates, each scored by a weighted least-squares fit to the nearest
+//! levels; IQ4_XS then stores the block scales in 6 bits under an f16 super-block scale and
+//! re-derives the indices from them. The search runs the 16 candidates as 16 lanes (one AVX-512
+//! register, the nearest level found by bucketed thresholds; elsewhere a branch-free loop the
+//! compiler vectorises), and matches llama.cpp c392e509's bytes on all reference rows, with and
+//! without importance weights. One deliberate difference: where every importance weight of a
+//! block is 0, c392e509 computes a scale of 0/0 (NaN in the file); this crate writes 0, as
+//! newer llama.cpp does.
 //!
 //! The hot loops are plain Rust over fixed-size arrays, compiled twice: for the baseline target
 //! and, chosen at run time, for AVX2 (same source, so same results). On CPUs with AVX-512
@@ -72,7 +88,7 @@ pub use q8_0::BlockQ8_0;
 pub use rows::{
     dequantize, dequantize_row, dequantize_rows, quantize, quantize_row, quantize_rows,
 };
-pub use weighted::{quantize_row_imatrix, quantize_rows_imatrix, uses_importance};
+pub use weighted::{quantize_row_imatrix, quantize_rows_imatrix};
 
 /// A GGML tensor type: its GGUF type id, block size (elements) and block byte size.
 ///

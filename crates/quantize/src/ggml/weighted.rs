@@ -11,15 +11,19 @@ use super::rows::{
 use super::{GgmlType, iq4, quantize_row};
 use crate::Result;
 
-/// Whether `ty` uses importance weights (see [`quantize_row_imatrix`]).
-///
-/// ```
-/// use modelopt_quantize::ggml::{GgmlType, uses_importance};
-/// assert!(uses_importance(GgmlType::IQ4_XS));
-/// assert!(!uses_importance(GgmlType::Q8_0)); // llama.cpp ignores them for q8_0
-/// ```
-pub fn uses_importance(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::IQ4_NL | GgmlType::IQ4_XS)
+impl GgmlType {
+    /// Whether this crate's quantizer for this type uses importance weights (see
+    /// [`quantize_row_imatrix`]): IQ4_NL and IQ4_XS; Q8_0 and the float types ignore them, as
+    /// in llama.cpp.
+    ///
+    /// ```
+    /// use modelopt_quantize::ggml::GgmlType;
+    /// assert!(GgmlType::IQ4_XS.uses_importance());
+    /// assert!(!GgmlType::Q8_0.uses_importance());
+    /// ```
+    pub fn uses_importance(self) -> bool {
+        matches!(self, GgmlType::IQ4_NL | GgmlType::IQ4_XS)
+    }
 }
 
 /// Checks that `ty` can be quantized with importance weights and that they are usable.
@@ -29,7 +33,7 @@ fn check_importance(ty: GgmlType, importance: &[f32], expected: usize) -> Result
         ty,
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0
     );
-    if !uses_importance(ty) && !ignored {
+    if !ty.uses_importance() && !ignored {
         return Err(CoreError::invalid(
             "ggml type",
             format!(
@@ -92,7 +96,7 @@ pub fn quantize_row_imatrix(
     dst: &mut [u8],
 ) -> Result<()> {
     check_importance(ty, importance, src.len())?;
-    if !uses_importance(ty) {
+    if !ty.uses_importance() {
         return quantize_row(ty, src, dst);
     }
     let bytes = ty.row_bytes(src.len())?;
@@ -126,7 +130,7 @@ pub fn quantize_rows_imatrix(
     par: Par,
 ) -> Result<()> {
     check_importance(ty, importance, row_len)?;
-    if !uses_importance(ty) {
+    if !ty.uses_importance() {
         return super::quantize_rows(ty, src, row_len, dst, par);
     }
     let row_bytes = check_rows(ty, src.len(), row_len, dst.len())?;

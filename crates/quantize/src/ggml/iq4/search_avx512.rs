@@ -111,11 +111,17 @@ fn bucket(a: __m512, t: &Buckets) -> (__m512i, __mmask16) {
     (b, up)
 }
 
-/// The nearest level's value per lane, `KV[best_index(a)]` (for non-NaN `a`).
+/// The nearest level's value per lane, `KV[best_index(a)]`, for `|a| <= 135`: the bucket
+/// as in [`bucket`] without its clamps, since `(a + 136) * BUCKET` is then in (0.1, 31.9). The search products qualify: `|id * x| <= 134 * (1 + 2^-23)^2` since
+/// `|id| <= 134 / |max|` and `|x| <= |max|`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq")]
 #[inline]
-fn nearest_value(a: __m512, t: &Buckets) -> __m512 {
-    let (b, up) = bucket(a, t);
+fn nearest_value_in_range(a: __m512, t: &Buckets) -> __m512 {
+    let b = _mm512_cvttps_epi32(_mm512_mul_ps(
+        _mm512_add_ps(a, _mm512_set1_ps(136.0)),
+        _mm512_set1_ps(BUCKET),
+    ));
+    let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, _mm512_permutex2var_ps(t.th.0, b, t.th.1));
     _mm512_mask_blend_ps(
         up,
         _mm512_permutex2var_ps(t.qa.0, b, t.qa.1),
@@ -175,7 +181,7 @@ pub(super) fn sums(
     let mut sq2 = _mm512_setzero_ps();
     for j in 0..32 {
         let xv = _mm512_set1_ps(x[j]);
-        let q = nearest_value(_mm512_mul_ps(ids, xv), &t);
+        let q = nearest_value_in_range(_mm512_mul_ps(ids, xv), &t);
         let wq = _mm512_mul_ps(_mm512_set1_ps(w[j]), q);
         sqx = _mm512_add_ps(sqx, _mm512_mul_ps(wq, xv));
         sq2 = _mm512_add_ps(sq2, _mm512_mul_ps(wq, q));
@@ -215,7 +221,7 @@ mod tests {
     use super::*;
     use crate::ggml::iq4::best_index;
 
-    /// The bucketed lookup against `best_index` on a sweep past both ends of the table and
+    /// The bucketed lookups against `best_index` on a sweep past both ends of the table and
     /// on every f32 within 300 ulps of each threshold and bucket edge.
     #[test]
     fn nearest_value_is_best_index() {
@@ -238,19 +244,20 @@ mod tests {
             }
         }
         for chunk in a.chunks_exact(16) {
-            let mut got = [0f32; 16];
+            let mut in_range = [0f32; 16];
             let mut idx = [0i32; 16];
             // SAFETY: AVX-512 checked above; 16-element buffers.
             unsafe {
                 let t = buckets();
                 let v = _mm512_loadu_ps(chunk.as_ptr());
-                _mm512_storeu_ps(got.as_mut_ptr(), nearest_value(v, &t));
+                _mm512_storeu_ps(in_range.as_mut_ptr(), nearest_value_in_range(v, &t));
                 _mm512_storeu_si512(idx.as_mut_ptr().cast(), nearest_index(v, &t));
             }
-            for ((x, g), i) in chunk.iter().zip(got).zip(idx) {
-                assert_eq!(i, best_index(*x) as i32, "{x}");
-                if !x.is_nan() {
-                    assert_eq!(g, KV[best_index(*x) as usize], "{x}");
+            for (k, x) in chunk.iter().enumerate() {
+                let want = best_index(*x);
+                assert_eq!(idx[k], want as i32, "{x}");
+                if x.abs() <= 135.0 {
+                    assert_eq!(in_range[k], KV[want as usize], "{x}");
                 }
             }
         }

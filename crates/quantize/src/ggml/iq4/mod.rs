@@ -362,7 +362,10 @@ mod tests {
         }
     }
 
-    /// The portable kernels on the reference rows (the row functions run the detected one).
+    /// The portable kernels on reference rows (the row functions run the detected kernel, which
+    /// `ggml_reference.rs` checks on all 64): two noise rows and the edge-case rows (zeros,
+    /// constants, outliers, ties, 1e-30, 6e5, ramp, one-signed, alternating, single spike).
+    /// A subset, to keep the debug-build test time short.
     #[test]
     fn portable_kernel_matches_reference_bytes() {
         use crate::ggml::GgmlType;
@@ -384,12 +387,13 @@ mod tests {
             for (suffix, qw) in [("", None), ("_imatrix", Some(&imatrix[..]))] {
                 let want = read(&format!("{}{suffix}.bin", ty.name()));
                 let row_bytes = want.len() / 64;
-                let mut got = vec![0u8; want.len()];
-                for (r, o) in got.chunks_exact_mut(row_bytes).enumerate() {
+                for r in [0, 47, 48, 49, 51, 52, 53, 54, 55, 56, 57, 59, 60, 63] {
+                    let mut got = vec![0u8; row_bytes];
                     let row = &x[r * 1024..(r + 1) * 1024];
-                    assert!(encode_iq4(Kernel::Portable, ty, row, qw, o).is_ok());
+                    assert!(encode_iq4(Kernel::Portable, ty, row, qw, &mut got).is_ok());
+                    let want = &want[r * row_bytes..(r + 1) * row_bytes];
+                    assert!(got == want, "{}{suffix} row {r}", ty.name());
                 }
-                assert!(got == want, "{}{suffix}", ty.name());
             }
         }
     }

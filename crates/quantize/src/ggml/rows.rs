@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use modelopt_tensor_core::{CoreError, Par};
 
-use super::iq4::Kernel;
+use super::iq4::{self, Kernel};
 use super::simd::{all_finite, first_non_finite};
 use super::{
     BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
@@ -263,7 +263,9 @@ fn encode_avx512(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize>
         GgmlType::Q5_K => encode_in_fours::<Avx2Search<BlockQ5_K>, 176>(src, dst, |x| {
             unsafe { BlockQ5_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
         }),
-        GgmlType::IQ4_NL | GgmlType::IQ4_XS => encode_iq4(Kernel::Avx512, ty, src, None, dst),
+        GgmlType::IQ4_NL | GgmlType::IQ4_XS => {
+            encode_iq4(iq4::kernel_for(Isa::Avx512), ty, src, None, dst)
+        }
         _ => encode_avx2(ty, src, dst),
     }
 }

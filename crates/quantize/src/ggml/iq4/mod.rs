@@ -201,8 +201,8 @@ impl Kernel {
     fn sums(self, x: &[f32; 32], w: &[f32; 32], id: &[f32; LANES]) -> ([f32; LANES], [f32; LANES]) {
         match self {
             Kernel::Portable => sums_portable(x, w, id),
-            // SAFETY: `Kernel::Avx512` is only constructed after `simd_avx512::available()`
-            // returned true (in `detect` or, through `Isa::Avx512`, in the row dispatch).
+            // SAFETY: `Kernel::Avx512` is only made from `Isa::Avx512` (`kernel_for`), which
+            // `Isa::detect` returns only after `simd_avx512::available()`.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { search_avx512::sums(x, w, id) },
         }
@@ -271,11 +271,16 @@ pub(crate) fn pack(l: &[u8; 32]) -> [u8; 16] {
 
 /// The kernel for this CPU.
 pub(crate) fn detect() -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd_avx512::available() {
-        return Kernel::Avx512;
+    kernel_for(super::rows::Isa::detect())
+}
+
+/// The kernel that goes with the row kernels' CPU level (`Isa::Avx512` has been detected).
+pub(crate) fn kernel_for(isa: super::rows::Isa) -> Kernel {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        super::rows::Isa::Avx512 => Kernel::Avx512,
+        _ => Kernel::Portable,
     }
-    Kernel::Portable
 }
 
 #[cfg(test)]

@@ -47,6 +47,17 @@ struct Buckets {
     qb: (__m512, __m512),
 }
 
+/// `L0` as the i32 lanes of the index lookup.
+const L0: [i32; 32] = {
+    let mut t = [0i32; 32];
+    let mut b = 0;
+    while b < 32 {
+        t[b] = BUCKETS.0[b] as i32;
+        b += 1;
+    }
+    t
+};
+
 const QA: [f32; 32] = {
     let mut t = [0f32; 32];
     let mut b = 0;
@@ -78,12 +89,11 @@ fn buckets() -> Buckets {
             _mm512_loadu_ps(t.as_ptr().add(16)),
         )
     };
-    let l0: [i32; 32] = std::array::from_fn(|b| BUCKETS.0[b] as i32);
     // SAFETY: as above, 32 i32s.
     let l0 = unsafe {
         (
-            _mm512_loadu_si512(l0.as_ptr().cast()),
-            _mm512_loadu_si512(l0.as_ptr().add(16).cast()),
+            _mm512_loadu_si512(L0.as_ptr().cast()),
+            _mm512_loadu_si512(L0.as_ptr().add(16).cast()),
         )
     };
     Buckets {

@@ -189,3 +189,41 @@ fn nonuniform_levels_beat_uniform_on_gaussian_weights() {
     assert!(nl > q4 + 0.5, "iq4_nl {nl:.2} dB vs q4_0 {q4:.2} dB");
     assert!(xs > q4 + 0.5, "iq4_xs {xs:.2} dB vs q4_0 {q4:.2} dB");
 }
+
+/// Rows are quantized two blocks at a time; an odd block count, zero blocks next to non-zero
+/// ones, and importance weights give the bytes of the blocks one by one.
+#[test]
+fn rows_equal_their_blocks() {
+    let x: Vec<f32> = (0..7 * 32)
+        .map(|i| {
+            if (32..64).contains(&i) {
+                0.0
+            } else {
+                (i as f32 * 0.61).sin() * (1 + i % 5) as f32
+            }
+        })
+        .collect();
+    let imp: Vec<f32> = (0..x.len()).map(|i| 0.5 + (i % 13) as f32).collect();
+    let (blocks, _) = x.as_chunks::<32>();
+    let (wb, _) = imp.as_chunks::<32>();
+    let plain: Vec<u8> = blocks
+        .iter()
+        .flat_map(|b| BlockIQ4_NL::quantize(b).to_bytes())
+        .collect();
+    let weighted: Vec<u8> = blocks
+        .iter()
+        .zip(wb)
+        .flat_map(|(b, w)| BlockIQ4_NL::quantize_weighted(b, w).to_bytes())
+        .collect();
+    assert_eq!(ggml::quantize(GgmlType::IQ4_NL, &x).unwrap(), plain);
+    let mut out = vec![0u8; 7 * 18];
+    quantize_row_imatrix(GgmlType::IQ4_NL, &x, &imp, &mut out).unwrap();
+    assert_eq!(out, weighted);
+    // A NaN in the last (unpaired) block is reported at its index.
+    let mut y = x.clone();
+    y[6 * 32 + 5] = f32::NAN;
+    let e = ggml::quantize(GgmlType::IQ4_NL, &y)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("197"), "{e}");
+}

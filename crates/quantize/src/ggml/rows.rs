@@ -81,12 +81,47 @@ pub(crate) fn encode_iq4(
     dst: &mut [u8],
 ) -> Result<(), usize> {
     match ty {
-        GgmlType::IQ4_NL => encode_iq4_blocks::<BlockIQ4_NL, 32, 18>(kernel, src, importance, dst),
+        GgmlType::IQ4_NL => encode_iq4_nl_pairs(kernel, src, importance, dst),
         GgmlType::IQ4_XS => {
             encode_iq4_blocks::<BlockIQ4_XS, 256, 136>(kernel, src, importance, dst)
         }
         _ => Ok(()),
     }
+}
+
+/// IQ4_NL blocks two at a time ([`BlockIQ4_NL::quantize2_with`]), an odd last one alone.
+#[inline(always)]
+fn encode_iq4_nl_pairs(
+    kernel: Kernel,
+    src: &[f32],
+    importance: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<(), usize> {
+    let (xs, _) = src.as_chunks::<64>();
+    let (os, _) = dst.as_chunks_mut::<36>();
+    let qws = importance.map(|q| q.as_chunks::<64>().0);
+    for (i, (x, o)) in xs.iter().zip(os).enumerate() {
+        if !all_finite(x) {
+            return Err(i * 64 + first_non_finite(x).unwrap_or(0));
+        }
+        let (xa, _) = x.as_chunks::<32>();
+        let qw = qws.map(|q| q[i].as_chunks::<32>().0);
+        let b = BlockIQ4_NL::quantize2_with(
+            kernel,
+            [&xa[0], &xa[1]],
+            [0, 1].map(|k| qw.map(|q| &q[k])),
+        );
+        o[..18].copy_from_slice(&b[0].to_bytes());
+        o[18..].copy_from_slice(&b[1].to_bytes());
+    }
+    let done = xs.len() * 64;
+    encode_iq4_blocks::<BlockIQ4_NL, 32, 18>(
+        kernel,
+        &src[done..],
+        importance.map(|q| &q[done..]),
+        &mut dst[xs.len() * 36..],
+    )
+    .map_err(|i| done + i)
 }
 
 /// An IQ4 block type as bytes. A trait, not a closure, so that the whole block quantizer is

@@ -208,6 +208,22 @@ impl Kernel {
         }
     }
 
+    /// [`Kernel::sums`] of two blocks.
+    #[inline(always)]
+    fn sums2(
+        self,
+        x: [&[f32; 32]; 2],
+        w: [&[f32; 32]; 2],
+        id: [&[f32; LANES]; 2],
+    ) -> [([f32; LANES], [f32; LANES]); 2] {
+        match self {
+            Kernel::Portable => [0, 1].map(|k| sums_portable(x[k], w[k], id[k])),
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { search_avx512::sums2(x, w, id) },
+        }
+    }
+
     #[inline(always)]
     fn candidates(self, max: f32) -> [f32; LANES] {
         match self {
@@ -261,6 +277,18 @@ pub(crate) fn block_scale(kernel: Kernel, x: &[f32; 32], w: &[f32; 32]) -> f32 {
     }
     let (sqx, sq2) = kernel.sums(x, w, &kernel.candidates(max));
     pick(&sqx, &sq2)
+}
+
+/// [`block_scale`] of two blocks, their searches run together when both are non-zero.
+#[inline(always)]
+pub(crate) fn block_scales2(kernel: Kernel, x: [&[f32; 32]; 2], w: [&[f32; 32]; 2]) -> [f32; 2] {
+    let max = x.map(|x| x[first_abs_max_index_32(x)]);
+    if max.iter().any(|m| m.abs() < GROUP_MAX_EPS) {
+        return [0, 1].map(|k| block_scale(kernel, x[k], w[k]));
+    }
+    let id = max.map(|m| kernel.candidates(m));
+    let s = kernel.sums2(x, w, [&id[0], &id[1]]);
+    [pick(&s[0].0, &s[0].1), pick(&s[1].0, &s[1].1)]
 }
 
 /// Packs 32 codes as GGML does: byte `j` holds element `j` (low nibble) and `j + 16` (high).
@@ -442,6 +470,11 @@ mod tests {
             assert_eq!(id.map(f32::to_bits), k.candidates(max).map(f32::to_bits));
             let (a, b) = sums_portable(&x, &w, &id);
             let (c, d) = k.sums(&x, &w, &id);
+            let [(e, f), _] = k.sums2([&x, &x], [&w, &w], [&id, &id]);
+            assert_eq!(
+                (a.map(f32::to_bits), b.map(f32::to_bits)),
+                (e.map(f32::to_bits), f.map(f32::to_bits))
+            );
             assert_eq!(a.map(f32::to_bits), c.map(f32::to_bits), "case {case}");
             assert_eq!(b.map(f32::to_bits), d.map(f32::to_bits), "case {case}");
             for s in [id[0], id[5], 1e30, f32::NAN, 0.0] {

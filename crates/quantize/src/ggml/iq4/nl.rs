@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use super::{KV, Kernel, block_scale, block_weights, detect, pack, sigma2};
+use super::{KV, Kernel, block_scale, block_scales2, block_weights, detect, pack, sigma2};
 use crate::ggml::f16_bits::{f16_to_f32, f32_to_f16};
 
 #[cfg(doc)]
@@ -66,16 +66,37 @@ impl BlockIQ4_NL {
         Self::quantize_with(detect(), x, Some(importance))
     }
 
+    /// Two blocks at once (the same bytes as two [`BlockIQ4_NL::quantize_with`] calls; the two
+    /// searches share one loop).
     #[inline(always)]
-    pub(crate) fn quantize_with(kernel: Kernel, x: &[f32; 32], qw: Option<&[f32; 32]>) -> Self {
-        let s2 = if qw.is_some() { sigma2(x) } else { 0.0 };
-        let w = block_weights(x, qw, s2);
-        let d = block_scale(kernel, x, &w);
+    pub(crate) fn quantize2_with(
+        kernel: Kernel,
+        x: [&[f32; 32]; 2],
+        qw: [Option<&[f32; 32]>; 2],
+    ) -> [Self; 2] {
+        let w = [0, 1].map(|k| {
+            let s2 = if qw[k].is_some() { sigma2(x[k]) } else { 0.0 };
+            block_weights(x[k], qw[k], s2)
+        });
+        let d = block_scales2(kernel, x, [&w[0], &w[1]]);
+        [0, 1].map(|k| Self::from_scale(kernel, x[k], d[k]))
+    }
+
+    /// The block for the searched scale `d`: indices re-derived from it in f32.
+    #[inline(always)]
+    fn from_scale(kernel: Kernel, x: &[f32; 32], d: f32) -> Self {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         BlockIQ4_NL {
             d: f32_to_f16(d),
             qs: pack(&kernel.indices(x, id)),
         }
+    }
+
+    #[inline(always)]
+    pub(crate) fn quantize_with(kernel: Kernel, x: &[f32; 32], qw: Option<&[f32; 32]>) -> Self {
+        let s2 = if qw.is_some() { sigma2(x) } else { 0.0 };
+        let w = block_weights(x, qw, s2);
+        Self::from_scale(kernel, x, block_scale(kernel, x, &w))
     }
 
     /// The 32 reconstructed weights `d * KVALUES_IQ4NL[q]` (`dequantize_row_iq4_nl`).

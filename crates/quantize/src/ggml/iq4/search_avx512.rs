@@ -205,6 +205,49 @@ pub(super) fn sums(
     (a, b)
 }
 
+/// [`sums`] of two blocks in one loop (independent work for the out-of-order core).
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/DQ.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq")]
+pub(super) fn sums2(
+    x: [&[f32; 32]; 2],
+    w: [&[f32; 32]; 2],
+    id: [&[f32; LANES]; 2],
+) -> [([f32; LANES], [f32; LANES]); 2] {
+    let t = buckets();
+    // SAFETY: `id` has 16 floats.
+    let (ids0, ids1) = unsafe {
+        (
+            _mm512_loadu_ps(id[0].as_ptr()),
+            _mm512_loadu_ps(id[1].as_ptr()),
+        )
+    };
+    let (mut sqx0, mut sq20) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let (mut sqx1, mut sq21) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for j in 0..32 {
+        let x0 = _mm512_set1_ps(x[0][j]);
+        let x1 = _mm512_set1_ps(x[1][j]);
+        let q0 = nearest_value_in_range(_mm512_mul_ps(ids0, x0), &t);
+        let q1 = nearest_value_in_range(_mm512_mul_ps(ids1, x1), &t);
+        let wq0 = _mm512_mul_ps(_mm512_set1_ps(w[0][j]), q0);
+        let wq1 = _mm512_mul_ps(_mm512_set1_ps(w[1][j]), q1);
+        sqx0 = _mm512_add_ps(sqx0, _mm512_mul_ps(wq0, x0));
+        sqx1 = _mm512_add_ps(sqx1, _mm512_mul_ps(wq1, x1));
+        sq20 = _mm512_add_ps(sq20, _mm512_mul_ps(wq0, q0));
+        sq21 = _mm512_add_ps(sq21, _mm512_mul_ps(wq1, q1));
+    }
+    let mut out = [([0f32; LANES], [0f32; LANES]); 2];
+    // SAFETY: 16-float destinations.
+    unsafe {
+        _mm512_storeu_ps(out[0].0.as_mut_ptr(), sqx0);
+        _mm512_storeu_ps(out[0].1.as_mut_ptr(), sq20);
+        _mm512_storeu_ps(out[1].0.as_mut_ptr(), sqx1);
+        _mm512_storeu_ps(out[1].1.as_mut_ptr(), sq21);
+    }
+    out
+}
+
 /// `best_index(id * x[j])` for the 32 weights of a block.
 ///
 /// # Safety

@@ -3,7 +3,7 @@
 
 use half::f16;
 
-use super::{KV, Kernel, block_scale, block_weights, detect, pack, sigma2};
+use super::{KV, Kernel, block_scales2, block_weights, detect, pack, sigma2};
 use crate::ggml::QK_K;
 use crate::ggml::f16_bits::{f16_to_f32, f32_to_f16};
 use crate::ggml::k_quants::nearest_int;
@@ -81,10 +81,13 @@ impl BlockIQ4_XS {
         let qwb = qw.map(|q| q.as_chunks::<32>().0);
         let mut scales = [0f32; 8];
         let (mut max_scale, mut amax_scale) = (0f32, 0f32);
-        for ib in 0..8 {
-            let w = block_weights(&xb[ib], qwb.map(|q| &q[ib]), s2);
-            let d = block_scale(kernel, &xb[ib], &w);
-            scales[ib] = d;
+        for ib in (0..8).step_by(2) {
+            let w0 = block_weights(&xb[ib], qwb.map(|q| &q[ib]), s2);
+            let w1 = block_weights(&xb[ib + 1], qwb.map(|q| &q[ib + 1]), s2);
+            let d2 = block_scales2(kernel, [&xb[ib], &xb[ib + 1]], [&w0, &w1]);
+            scales[ib..ib + 2].copy_from_slice(&d2);
+        }
+        for &d in &scales {
             if d.abs() > amax_scale {
                 amax_scale = d.abs();
                 max_scale = d;

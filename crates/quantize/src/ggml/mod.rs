@@ -41,6 +41,16 @@
 //! without importance weights. One deliberate difference: where every importance weight of a
 //! block is 0, c392e509 computes a scale of 0/0 (NaN in the file); this crate writes 0, as
 //! newer llama.cpp does.
+//! Importance-weighted quantization ([`quantize_row_imatrix`], [`quantize_rows_imatrix`]) ports
+//! llama.cpp's `quantize_row_*_impl` with `quant_weights` (Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, and
+//! IQ4_NL/IQ4_XS through their own search above;
+//! [`GgmlType::uses_importance`]): per-element weights `importance * sqrt(sigma2 + x^2)` (Q6_K:
+//! the importance itself) in `make_qx_quants` / `make_qkx3_quants`, and the K-quants' sub-block
+//! scales fitted by the weighted `make_qp_quants` / `make_qx_quants`. All 64 reference rows of
+//! every type match llama.cpp c392e509 byte for byte; as for the unweighted K-quants, its bytes
+//! hold the codes of the search (re-deriving would change 58-59 of the 64 rows per K type), and
+//! its `make_qp_quants` tests `!max` and divides unguarded, so a super-block whose squares
+//! underflow to zero (all weights 0) gets a NaN scale, in llama.cpp and here.
 //!
 //! The hot loops are plain Rust over fixed-size arrays, compiled twice: for the baseline target
 //! and, chosen at run time, for AVX2 (same source, so same results). On CPUs with AVX-512

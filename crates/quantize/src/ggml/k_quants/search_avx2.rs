@@ -224,7 +224,11 @@ mod tests {
                 assert_eq!(la, lb);
                 assert_eq!(a.0.map(f32::to_bits), b.0.map(f32::to_bits));
                 assert_eq!(a.1.map(f32::to_bits), b.1.map(f32::to_bits));
-                // make_qkx3_quants, as the weighted K-quants run it.
+                // make_qkx3_quants, as the weighted K-quants run it (every 5th trial: each trial
+                // already holds every kind of lane; the debug-build portable search is slow).
+                if trial % 5 != 0 {
+                    continue;
+                }
                 let (mut la, mut lb) = ([[0f32; 8]; 32], [[0f32; 8]; 32]);
                 let a = make_qkx3_quants_lanes::<32, 8>(
                     nmax, &xt, &wt, &mut la, -0.9, 0.05, 36, use_mad,

@@ -440,7 +440,11 @@ mod tests {
                     assert_eq!(a_s.map(f32::to_bits), bs[g].map(f32::to_bits));
                     assert_eq!(a_m.map(f32::to_bits), bm[g].map(f32::to_bits));
                 }
-                // make_qkx3_quants, as the weighted K-quants run it.
+                // make_qkx3_quants, as the weighted K-quants run it (every 5th trial: each trial
+                // already holds every kind of lane; the debug-build portable search is slow).
+                if trial % 5 != 0 {
+                    continue;
+                }
                 let mut lb = [[[0f32; 16]; 32]; 2];
                 // SAFETY: features checked above.
                 let (bs, bm) = unsafe {

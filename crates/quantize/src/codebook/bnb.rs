@@ -622,8 +622,41 @@ impl<D: Dimension> Bnb4Quantized<D> {
     /// # Ok::<(), modelopt_quantize::QuantError>(())
     /// ```
     pub fn dequantize_par(&self, par: Par) -> Array<f32, D> {
-        let absmax = self.absmax.values();
         let mut out = vec![0f32; self.len()];
+        // ok: `out` has exactly `len` elements.
+        let _ = self.dequantize_into(&mut out, par);
+        shaped(self.dim.clone(), out)
+    }
+
+    /// Writes the reconstruction (row-major) into `out`, which must hold [`len`](Self::len)
+    /// elements; split over threads as `par` allows.
+    ///
+    /// ```
+    /// use modelopt_tensor_core::Par;
+    /// let q = modelopt_quantize::codebook::Bnb4::nf4().quantize(&ndarray::array![1.0f32, -1.0, 0.5])?;
+    /// let mut out = [0f32; 3];
+    /// q.dequantize_into(&mut out, Par::Seq)?;
+    /// assert_eq!(out, [1.0, -1.0, 0.5626170039176941]);
+    /// assert!(q.dequantize_into(&mut [0f32; 2], Par::Seq).is_err());
+    /// # Ok::<(), modelopt_quantize::QuantError>(())
+    /// ```
+    pub fn dequantize_into(&self, out: &mut [f32], par: Par) -> Result<()> {
+        if out.len() != self.len() {
+            return Err(QuantError::Length {
+                what: "dequantization output",
+                expected: self.len(),
+                found: out.len(),
+                unit: "elements",
+            });
+        }
+        let decoded;
+        let absmax: &[f32] = match &self.absmax {
+            Absmax::F32(v) => v,
+            other => {
+                decoded = other.values();
+                &decoded
+            }
+        };
         let block = self.block;
         let per_task = ((1usize << 18) / block).max(1);
         let code = self.kind.code();
@@ -638,8 +671,7 @@ impl<D: Dimension> Bnb4Quantized<D> {
                 bnb_kernel::dequantize(code, p, a, block, o);
             }
         });
-        drop(tasks);
-        shaped(self.dim.clone(), out)
+        Ok(())
     }
 
     /// MSE, max abs error, SQNR (dB) and cosine of [`dequantize`](Self::dequantize) against

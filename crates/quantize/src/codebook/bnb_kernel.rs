@@ -4,7 +4,6 @@
 //! Written as fixed-width loops the compiler vectorises, compiled for AVX-512, AVX2 and the
 //! baseline ISA, chosen at run time; the tests check the builds agree byte for byte.
 
-use super::assign::count15;
 use super::grid::Grid;
 use crate::kernel::{Isa, NON_FINITE_BITS, abs_max_bits};
 
@@ -14,6 +13,9 @@ use crate::kernel::{Isa, NON_FINITE_BITS, abs_max_bits};
 pub(crate) struct Table4 {
     thresholds: [f32; 15],
     code_of: [u8; 16],
+    /// `code_of[i + 1] - code_of[i]` (wrapping): the code is `code_of[0]` plus the steps of
+    /// the thresholds passed, which vectorises like the plain count.
+    steps: [u8; 15],
 }
 
 impl Table4 {
@@ -31,15 +33,25 @@ impl Table4 {
         thresholds.copy_from_slice(grid.thresholds());
         let mut code_of = [0u8; 16];
         code_of.copy_from_slice(&order);
+        let mut steps = [0u8; 15];
+        for (i, s) in steps.iter_mut().enumerate() {
+            *s = code_of[i + 1].wrapping_sub(code_of[i]);
+        }
         Table4 {
             thresholds,
             code_of,
+            steps,
         }
     }
 
     #[inline(always)]
     fn code(&self, y: f32) -> u8 {
-        self.code_of[usize::from(count15(&self.thresholds, y) & 15)]
+        self.thresholds
+            .iter()
+            .zip(&self.steps)
+            .fold(self.code_of[0], |c, (&t, &s)| {
+                c.wrapping_add(if y >= t { s } else { 0 })
+            })
     }
 }
 
@@ -107,11 +119,10 @@ fn quantize_body(
         for (c, o) in (&mut pairs).zip(out.chunks_exact_mut(16)) {
             let mut q = [0u8; 32];
             for (qi, &v) in q.iter_mut().zip(c) {
-                *qi = count15(&t.thresholds, v * inv);
+                *qi = t.code(v * inv);
             }
             for (i, oi) in o.iter_mut().enumerate() {
-                *oi = (t.code_of[usize::from(q[2 * i] & 15)] << 4)
-                    | t.code_of[usize::from(q[2 * i + 1] & 15)];
+                *oi = (q[2 * i] << 4) | (q[2 * i + 1] & 15);
             }
         }
         let rest = pairs.remainder();

@@ -14,6 +14,7 @@ mod error;
 mod format;
 mod glob;
 mod inspect;
+mod nonlinear;
 mod plan;
 mod prune;
 mod quantize;

@@ -2,10 +2,10 @@
 //! to safetensors in the layouts of docs/formats.md.
 
 use modelopt_io::{
-    ABSMAX_OFFSET_SUFFIX, ABSMAX_SUFFIX, ABSMAX2_SUFFIX, CODEBOOK_SUFFIX, Checkpoint,
-    CheckpointTensor, QuantLayout, SCALE_SUFFIX, f32_to_bytes,
+    ABSMAX_CODE_SUFFIX, ABSMAX_OFFSET_SUFFIX, ABSMAX_SUFFIX, ABSMAX2_SUFFIX, CODEBOOK_SUFFIX,
+    Checkpoint, CheckpointTensor, QuantLayout, SCALE_SUFFIX, f32_to_bytes,
 };
-use modelopt_quantize::codebook::{Absmax, Bnb4, Bnb4Kind, CodebookScheme};
+use modelopt_quantize::codebook::{Absmax, Bnb4, Bnb4Kind, CodebookScheme, DYNAMIC_CODE};
 use modelopt_tensor_core::{ErrorMetrics, Par};
 use ndarray::ArrayView1;
 
@@ -120,6 +120,10 @@ pub fn encode(input: &Checkpoint, t: &CheckpointTensor, target: Nonlinear) -> Cl
                     parts.push((
                         format!("{name}{ABSMAX_OFFSET_SUFFIX}"),
                         f32_to_bytes(&[*offset]),
+                    ));
+                    parts.push((
+                        format!("{name}{ABSMAX_CODE_SUFFIX}"),
+                        f32_to_bytes(&DYNAMIC_CODE),
                     ));
                 }
                 other => return Err(at(format!("unexpected absmax storage {other:?}"))),

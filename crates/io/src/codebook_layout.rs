@@ -2,7 +2,8 @@
 //! and learned codebooks over absmax blocks (docs/formats.md).
 
 use modelopt_quantize::codebook::{
-    Absmax, Bnb4Kind, Bnb4Quantized, CodebookQuantized, DOUBLE_QUANT_BLOCK, Sharing, packed_len,
+    Absmax, Bnb4Kind, Bnb4Quantized, CodebookQuantized, DOUBLE_QUANT_BLOCK, DYNAMIC_CODE, Sharing,
+    packed_len,
 };
 use ndarray::IxDyn;
 
@@ -14,6 +15,8 @@ pub const ABSMAX_SUFFIX: &str = ".absmax";
 pub const ABSMAX2_SUFFIX: &str = ".absmax2";
 /// Suffix of the double-quantization offset (one f32): `<name>.absmax_offset`.
 pub const ABSMAX_OFFSET_SUFFIX: &str = ".absmax_offset";
+/// Suffix of the 256-entry code table of double quantization (f32): `<name>.absmax_code`.
+pub const ABSMAX_CODE_SUFFIX: &str = ".absmax_code";
 /// Suffix of a learned codebook (f32 levels): `<name>.codebook`.
 pub const CODEBOOK_SUFFIX: &str = ".codebook";
 
@@ -33,6 +36,7 @@ pub(crate) fn bnb_companions(
                 vec![blocks.div_ceil(DOUBLE_QUANT_BLOCK)],
             ),
             (ABSMAX_OFFSET_SUFFIX, DType::F32, vec![1]),
+            (ABSMAX_CODE_SUFFIX, DType::F32, vec![DYNAMIC_CODE.len()]),
         ]
     } else {
         vec![(ABSMAX_SUFFIX, DType::F32, vec![blocks])]
@@ -76,6 +80,16 @@ pub(crate) fn bnb_dequantize(
     let absmax = if double {
         let absmax2 = f32s(part(1), comp[1].2[0])?;
         let offset = f32s(part(2), 1)?[0];
+        let table = f32s(part(3), DYNAMIC_CODE.len())?;
+        if table
+            .iter()
+            .zip(&DYNAMIC_CODE)
+            .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
+            return Err(IoError::Usage(
+                "double quantization with a code table other than bitsandbytes' dynamic map".into(),
+            ));
+        }
         Absmax::Double {
             codes: part(0).to_vec(),
             absmax2,

@@ -63,8 +63,8 @@ pub enum QuantLayout {
     },
     /// bitsandbytes' NF4 or FP4: `U8 [ceil(n / 2)]` codes (first element in the high nibble),
     /// `<name>.absmax` F32 per block of the flattened tensor, or with double quantization
-    /// `<name>.absmax` U8 codes, `<name>.absmax2` F32 per 256 blocks and `<name>.absmax_offset`
-    /// F32 `[1]` (docs/formats.md).
+    /// `<name>.absmax` U8 codes, `<name>.absmax2` F32 per 256 blocks, `<name>.absmax_offset`
+    /// F32 `[1]` and `<name>.absmax_code` F32 `[256]` (docs/formats.md).
     Bnb4 {
         /// NF4 or FP4.
         kind: Bnb4Kind,

@@ -3,13 +3,16 @@
 //! What bitsandbytes does, verified byte for byte against its output (tests/bnb_parity.rs):
 //! - the flattened tensor is cut into blocks of `block_size` elements (the last may be shorter);
 //!   each block's `absmax = max |x|` is stored as `f32`;
-//! - `x * (1 / absmax)` (0 for an all-zero block) goes to the nearest code level by the rule of
-//!   [`Grid`](super::Grid): the first level `>= x` unless its lower neighbour is at least as
-//!   close; FP4's two zeros (codes 0 and 8) sort as code 0 then code 8, so a positive value
-//!   below `0.0052/2` gets code 8 and a negative one code 0;
+//! - `x * (1 / max(absmax, 1e-38))` (for the last block, if shorter: `x / max(absmax, 1e-38)`,
+//!   and that block's stored absmax is clamped to `1e-38` too) goes to the code level whose
+//!   midpoint interval holds it, by the rule of [`Grid`](super::Grid) (`torch.bucketize` over
+//!   the `f32` midpoints of the sorted levels); FP4's two zeros (codes 0 and 8) sort as code 0
+//!   then code 8, so a positive value below `0.0052/2` gets code 8, zero and negatives code 0;
 //! - two codes per byte, the **first element in the high nibble**; an odd count pads the last
 //!   low nibble with the code of 0;
-//! - double quantization: `offset = mean(absmax)` (summed in f64), `absmax - offset` in blocks
+//! - double quantization: `offset = mean(absmax)` (torch's summation order, one thread; torch
+//!   splits sums of more than 32768 values over its threads, so with more than 32768 blocks
+//!   bitsandbytes' offset depends on torch's thread count), `absmax - offset` in blocks
 //!   of 256 scaled by their own absmax (`absmax2`, f32) and coded with the 8-bit dynamic map
 //!   through bitsandbytes' 65536-entry lookup table (the value's bin `((s + 1) / 2) * 65535 +
 //!   0.5`, truncated, then the code whose midpoint interval holds the bin's centre);
@@ -24,6 +27,7 @@ use ndarray::{Array, ArrayRef, Dimension};
 use super::bnb_kernel::{self, Table4};
 use super::bnb_tables::{DYNAMIC_CODE, FP4_CODE, NF4_CODE};
 use super::quantized::shaped;
+use super::torch_sum::torch_sum;
 use crate::{QuantError, Quantizer, Result};
 
 /// Block of the second-level (double) quantization.
@@ -394,7 +398,8 @@ fn dynamic_lut() -> &'static [u8] {
 
 /// Second-level quantization of the absmax values.
 fn double_quant(absmax: &[f32]) -> Absmax {
-    let offset = (absmax.iter().map(|&a| f64::from(a)).sum::<f64>() / absmax.len() as f64) as f32;
+    // torch's `absmax.mean()`: its cascade sum, divided by the count in f32.
+    let offset = torch_sum(absmax) / absmax.len() as f32;
     let lut = dynamic_lut();
     let mut codes = vec![0u8; absmax.len()];
     let mut absmax2 = Vec::with_capacity(absmax.len().div_ceil(DOUBLE_QUANT_BLOCK));

@@ -7,6 +7,9 @@
 use super::grid::Grid;
 use crate::kernel::{Isa, NON_FINITE_BITS, abs_max_bits};
 
+/// bitsandbytes clamps the absmax to this before taking its reciprocal (`clamp(min=1e-38)`).
+const MIN_ABSMAX: f32 = 1e-38;
+
 /// A 16-level code prepared for quantization: the sorted grid's thresholds and the code of each
 /// sorted position.
 #[derive(Debug, Clone)]
@@ -112,9 +115,20 @@ fn quantize_body(
         let bits = abs_max_bits(x);
         bad |= bits >= NON_FINITE_BITS;
         let am = f32::from_bits(bits);
-        *a = am;
-        let inv = if am > 0.0 { 1.0 / am } else { 0.0 };
         let out = &mut packed[b * block / 2..];
+        if x.len() < block {
+            // bitsandbytes' last, shorter block: the clamped absmax is stored and divides.
+            let am = am.max(MIN_ABSMAX);
+            *a = am;
+            for (i, p) in x.chunks(2).enumerate() {
+                let hi = t.code(p[0] / am);
+                let lo = t.code(p.get(1).map_or(0.0, |v| v / am));
+                out[i] = (hi << 4) | lo;
+            }
+            continue;
+        }
+        *a = am;
+        let inv = 1.0 / am.max(MIN_ABSMAX);
         let mut pairs = x.chunks_exact(32);
         for (c, o) in (&mut pairs).zip(out.chunks_exact_mut(16)) {
             let mut q = [0u8; 32];

@@ -6,15 +6,15 @@ use crate::Result;
 
 /// A sorted set of reconstruction levels (a codebook) with its decision thresholds.
 ///
-/// **Nearest-level rule** (bitsandbytes' CPU rule, which this crate reproduces bit for bit): for
-/// a value `x`, take the first level `r >= x` and its lower neighbour `l`; `x` goes to `r` when
-/// `|r - x| < |x - l|` in `f32`, else to `l` (an exact midpoint goes to the **lower** level);
-/// below the first level it goes to the first, above the last to the last. Of two *equal* levels
-/// (FP4's +0 and -0) a value above them takes the second, a value at or below them the first.
+/// **Nearest-level rule, by midpoints** (bitsandbytes 0.50.2's rule, `torch.bucketize` over
+/// the midpoints, which this crate reproduces bit for bit): with `m_i = (l_i + l_{i+1}) / 2`
+/// computed in `f32`, a value `x` goes to level `#{i : x > m_i}`. So a value exactly at a
+/// midpoint goes to the **lower** level, values below the first level to the first, above the
+/// last to the last; of two *equal* levels (FP4's two zeros) a value above them takes the
+/// second, a value at or below them the first. (Within one `f32` ulp of a midpoint the rounded
+/// midpoint decides, which can differ from comparing the two rounded distances.)
 ///
-/// The rule is monotone in `x`, so it is precomputed as one threshold per adjacent pair (the
-/// smallest `f32` that goes up, found by bisection on the `f32` ordering) and quantizing a value
-/// is counting the thresholds at or below it.
+/// Quantizing a value is counting the thresholds `next_up(m_i)` at or below it.
 ///
 /// ```
 /// use modelopt_quantize::codebook::Grid;
@@ -171,25 +171,9 @@ pub(crate) fn bits_for(n: usize) -> u8 {
     b
 }
 
-/// Smallest `f32` that goes to `b` rather than `a` (`a <= b`): `fl(b - t) < fl(t - a)`, or
-/// above `a` when the two are equal.
+/// Smallest `f32` that goes to `b` rather than `a` (`a <= b`): just above their `f32` midpoint.
 fn threshold(a: f32, b: f32) -> f32 {
-    if a >= b {
-        return from_key(key(a) + 1);
-    }
-    let up = |t: f32| (b - t).abs() < (t - a).abs();
-    // Invariant: `up(from_key(hi))`, `!up(from_key(lo))`; the predicate is monotone in the
-    // f32 order because each rounded distance is monotone in `t`.
-    let (mut lo, mut hi) = (key(a), key(b));
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if up(from_key(mid)) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    from_key(hi)
+    from_key(key((a + b) / 2.0) + 1)
 }
 
 /// Total-order key of a finite f32 (-0 just below +0).
@@ -214,20 +198,12 @@ fn from_key(k: i64) -> f32 {
 mod tests {
     use super::*;
 
-    /// The rule spelled out: first level >= x, compared with its left neighbour.
-    fn lower_bound_rule(levels: &[f32], x: f32) -> usize {
-        let r = levels.partition_point(|&l| l < x);
-        if r == 0 {
-            return 0;
-        }
-        if r == levels.len() {
-            return levels.len() - 1;
-        }
-        if (levels[r] - x).abs() < (x - levels[r - 1]).abs() {
-            r
-        } else {
-            r - 1
-        }
+    /// The rule spelled out: the number of midpoints strictly below `x`.
+    fn midpoint_rule(levels: &[f32], x: f32) -> usize {
+        levels
+            .windows(2)
+            .filter(|w| x > (w[0] + w[1]) / 2.0)
+            .count()
     }
 
     #[test]
@@ -247,12 +223,17 @@ mod tests {
             let m = 0.5 * (w[0] + w[1]);
             for d in -300i64..300 {
                 let x = from_key(key(m) + d);
-                assert_eq!(g.nearest(x), lower_bound_rule(&levels, x), "x = {x:e}");
+                assert_eq!(g.nearest(x), midpoint_rule(&levels, x), "x = {x:e}");
             }
         }
         for x in [-2.0f32, -1.0, -0.0, 0.0, 1e-45, -1e-45, 1.0, 3.0] {
-            assert_eq!(g.nearest(x), lower_bound_rule(&levels, x), "x = {x:e}");
+            assert_eq!(g.nearest(x), midpoint_rule(&levels, x), "x = {x:e}");
         }
+        // FP4's two zeros: exactly zero takes the first, anything above the second.
+        assert_eq!(
+            (g.nearest(0.0), g.nearest(1e-45), g.nearest(-1e-45)),
+            (3, 4, 3)
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod kmeans;
 mod quantized;
 mod scheme;
 mod sharing;
+mod torch_sum;
 
 pub use bits::{pack_indices, packed_len, unpack_indices};
 pub use bnb::{Absmax, Bnb4, Bnb4Kind, Bnb4Quantized, CheckedBnb4, DOUBLE_QUANT_BLOCK};

@@ -43,10 +43,10 @@ fn multi_row_sum(v: &[Vec8], size: usize) -> [Vec8; ROWS] {
             i += 1;
         }
         for j in 1..LEVELS {
-            for k in 0..ROWS {
-                let lower = acc[j - 1][k];
-                add(&mut acc[j][k], &lower);
-                acc[j - 1][k] = [0.0; LANES];
+            let (lower, upper) = acc.split_at_mut(j);
+            for (l, u) in lower[j - 1].iter_mut().zip(upper[0].iter_mut()) {
+                add(u, l);
+                *l = [0.0; LANES];
             }
             if i & (level_mask << (j * level_power)) != 0 {
                 break;
@@ -59,10 +59,10 @@ fn multi_row_sum(v: &[Vec8], size: usize) -> [Vec8; ROWS] {
         }
         i += 1;
     }
-    for j in 1..LEVELS {
-        for k in 0..ROWS {
-            let upper = acc[j][k];
-            add(&mut acc[0][k], &upper);
+    let (first, rest) = acc.split_at_mut(1);
+    for level in rest.iter() {
+        for (a, u) in first[0].iter_mut().zip(level) {
+            add(a, u);
         }
     }
     acc[0]

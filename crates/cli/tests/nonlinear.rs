@@ -15,6 +15,16 @@ fn find(v: &serde_json::Value, name: &str) -> serde_json::Value {
         .clone()
 }
 
+/// (type, extra flags, name in the report, dtype compare shows, SQNR floor, bits/weight of blk.0.w)
+type Case = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    f64,
+    f64,
+);
+
 #[test]
 fn nonlinear_types_round_trip_through_compare_and_inspect() {
     let dir = temp_dir("nonlinear");
@@ -22,7 +32,7 @@ fn nonlinear_types_round_trip_through_compare_and_inspect() {
     small_model(&input);
     let p = input.to_str().unwrap();
     // (type, extra flags, name in the report, dtype compare shows, SQNR floor, bits per weight of blk.0.w)
-    let cases: [(&str, &[&str], &str, &str, f64, f64); 5] = [
+    let cases: [Case; 5] = [
         ("nf4", &[], "nf4", "nf4", 17.0, 4.5),
         ("fp4", &["--block-size", "128"], "fp4", "fp4", 15.0, 4.25),
         (

@@ -81,6 +81,8 @@ impl CodebookScheme {
 
     /// The "learned NF4": every `block` consecutive elements are divided by their absmax (as
     /// NF4 does), then one `2^bits`-level codebook is learned by k-means for the whole tensor.
+    /// (Quantizing the dequantized tensor again need not give it back: the learned outer levels
+    /// lie inside (-1, 1), so the block maxima shrink. Fixed grids that hold ±1 are idempotent.)
     ///
     /// ```
     /// use modelopt_quantize::codebook::{CodebookScheme, Sharing};

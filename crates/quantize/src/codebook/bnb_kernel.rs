@@ -8,7 +8,7 @@ use super::grid::Grid;
 use crate::kernel::{Isa, NON_FINITE_BITS, abs_max_bits};
 
 /// bitsandbytes clamps the absmax to this before taking its reciprocal (`clamp(min=1e-38)`).
-const MIN_ABSMAX: f32 = 1e-38;
+pub(crate) const MIN_ABSMAX: f32 = 1e-38;
 
 /// A 16-level code prepared for quantization: the sorted grid's thresholds and the code of each
 /// sorted position.
@@ -47,6 +47,14 @@ impl Table4 {
         }
     }
 
+    pub(crate) fn thresholds(&self) -> &[f32; 15] {
+        &self.thresholds
+    }
+
+    pub(crate) fn codes(&self) -> [u8; 16] {
+        self.code_of
+    }
+
     #[inline(always)]
     fn code(&self, y: f32) -> u8 {
         self.thresholds
@@ -74,25 +82,13 @@ pub(crate) fn quantize(
         Isa::Avx2 => unsafe { quantize_avx2(t, xs, block, absmax, packed) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { quantize_avx512(t, xs, block, absmax, packed) },
+        Isa::Avx512 => unsafe { super::bnb_simd::quantize_avx512(t, xs, block, absmax, packed) },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn quantize_avx2(
-    t: &Table4,
-    xs: &[f32],
-    block: usize,
-    absmax: &mut [f32],
-    packed: &mut [u8],
-) -> bool {
-    quantize_body(t, xs, block, absmax, packed)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn quantize_avx512(
     t: &Table4,
     xs: &[f32],
     block: usize,
@@ -117,14 +113,7 @@ fn quantize_body(
         let am = f32::from_bits(bits);
         let out = &mut packed[b * block / 2..];
         if x.len() < block {
-            // bitsandbytes' last, shorter block: the clamped absmax is stored and divides.
-            let am = am.max(MIN_ABSMAX);
-            *a = am;
-            for (i, p) in x.chunks(2).enumerate() {
-                let hi = t.code(p[0] / am);
-                let lo = t.code(p.get(1).map_or(0.0, |v| v / am));
-                out[i] = (hi << 4) | lo;
-            }
+            *a = quantize_short_block(t, x, block, am, out);
             continue;
         }
         *a = am;
@@ -150,6 +139,28 @@ fn quantize_body(
     bad
 }
 
+/// One block outside the vector loop; returns the absmax to store. bitsandbytes' last, shorter
+/// block stores the clamped absmax and divides by it; a full block multiplies by the reciprocal.
+#[inline(always)]
+pub(crate) fn quantize_short_block(
+    t: &Table4,
+    x: &[f32],
+    block: usize,
+    am: f32,
+    out: &mut [u8],
+) -> f32 {
+    let short = x.len() < block;
+    let stored = if short { am.max(MIN_ABSMAX) } else { am };
+    let inv = 1.0 / am.max(MIN_ABSMAX);
+    for (i, p) in x.chunks(2).enumerate() {
+        let scale = |v: f32| if short { v / stored } else { v * inv };
+        let hi = t.code(scale(p[0]));
+        let lo = t.code(p.get(1).map_or(0.0, |&v| scale(v)));
+        out[i] = (hi << 4) | lo;
+    }
+    stored
+}
+
 /// Dequantizes consecutive blocks: `out[i] = code[c_i] * absmax[i / block]`.
 pub(crate) fn dequantize(
     code: &[f32; 16],
@@ -165,25 +176,15 @@ pub(crate) fn dequantize(
         Isa::Avx2 => unsafe { dequantize_avx2(code, packed, absmax, block, out) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { dequantize_avx512(code, packed, absmax, block, out) },
+        Isa::Avx512 => unsafe {
+            super::bnb_simd::dequantize_avx512(code, packed, absmax, block, out)
+        },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn dequantize_avx2(code: &[f32; 16], packed: &[u8], absmax: &[f32], block: usize, out: &mut [f32]) {
-    dequantize_body(code, packed, absmax, block, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn dequantize_avx512(
-    code: &[f32; 16],
-    packed: &[u8],
-    absmax: &[f32],
-    block: usize,
-    out: &mut [f32],
-) {
     dequantize_body(code, packed, absmax, block, out)
 }
 
@@ -245,8 +246,8 @@ mod tests {
                         },
                         #[cfg(target_arch = "x86_64")]
                         Isa::Avx512 => unsafe {
-                            quantize_avx512(&t, &xs, block, &mut a, &mut p);
-                            dequantize_avx512(code, &p, &a, block, &mut d);
+                            super::super::bnb_simd::quantize_avx512(&t, &xs, block, &mut a, &mut p);
+                            super::super::bnb_simd::dequantize_avx512(code, &p, &a, block, &mut d);
                         },
                     }
                     (a, p, d.iter().map(|v| v.to_bits()).collect::<Vec<_>>())

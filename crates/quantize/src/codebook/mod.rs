@@ -30,6 +30,8 @@ mod assign;
 mod bits;
 mod bnb;
 mod bnb_kernel;
+#[cfg(target_arch = "x86_64")]
+mod bnb_simd;
 mod bnb_tables;
 mod grid;
 mod kmeans;

@@ -56,9 +56,9 @@ pub fn run(
     let format = match target {
         Target::Ggml(ty) => Format::Ggml(ty),
         Target::Int4 { group_size } => Format::Int4 { group_size },
-        Target::Int8 => {
+        Target::Int8 | Target::Nonlinear(_) => {
             return Err(CliError::Usage(
-                "--calibrate supports GGML types and int4, not int8".into(),
+                "--calibrate supports GGML types and int4, not int8 or the codebook types".into(),
             ));
         }
     };

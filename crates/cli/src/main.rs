@@ -21,6 +21,7 @@ mod imatrix;
 mod importance;
 mod inspect;
 mod llama;
+mod nonlinear;
 mod plan;
 mod preset;
 mod prune;

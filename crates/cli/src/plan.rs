@@ -26,6 +26,8 @@ pub enum Action {
     Copy(String),
     /// Copy the stored bytes unchanged, type and all (GGUF into GGUF under a preset), and why.
     Keep(String),
+    /// A nonlinear (codebook) type.
+    Nonlinear(crate::nonlinear::Nonlinear),
 }
 
 /// What `--type` asks for.
@@ -40,6 +42,8 @@ pub enum Target {
         /// Elements per scale.
         group_size: usize,
     },
+    /// A nonlinear (codebook) type; blocks run over the flattened tensor, any shape.
+    Nonlinear(crate::nonlinear::Nonlinear),
 }
 
 /// The 32-block type used when a row is not a multiple of 256, from llama.cpp's
@@ -73,6 +77,7 @@ pub fn plan(t: &TensorInfo, is_float: bool, target: Target, keep: &[String]) -> 
     }
     let target = match target {
         Target::Int8 => return Action::Int8,
+        Target::Nonlinear(n) => return Action::Nonlinear(n),
         Target::Int4 { group_size } => {
             return if row.is_multiple_of(group_size) && row.is_multiple_of(2) {
                 Action::Int4 { group_size }

@@ -13,6 +13,7 @@ use modelopt_io::{
     TensorOut, f32_to_bytes, same_file,
 };
 use modelopt_quantize::QuantScheme;
+use modelopt_quantize::codebook::Bnb4Kind;
 use modelopt_quantize::ggml::GgmlType;
 use serde_json::json;
 
@@ -22,6 +23,7 @@ use crate::format::{bytes, db, json_f64, print_table};
 use crate::importance::Importance;
 use crate::llama::llama_plan;
 use modelopt_calibrate::{CalibratedTensor, Format};
+use crate::nonlinear::Nonlinear;
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
 use crate::preset::Preset;
 use crate::rows::{Source, ggml_bytes, quantize_ggml_weighted, quantize_uniform, sqnr_db};
@@ -74,10 +76,61 @@ pub enum QuantType {
     /// two codes per byte; safetensors only.
     #[value(name = "int4")]
     Int4,
+    /// bitsandbytes NF4 (4.5 bits/weight at block 64; --block-size, --double-quant);
+    /// safetensors only, bytes identical to bitsandbytes.
+    #[value(name = "nf4")]
+    Nf4,
+    /// bitsandbytes FP4 (as nf4).
+    #[value(name = "fp4")]
+    Fp4,
+    /// Learned 2-bit codebook per tensor over absmax blocks of --block-size (k-means).
+    #[value(name = "kmeans2")]
+    Kmeans2,
+    /// Learned 3-bit codebook (3.5 bits/weight at block 64).
+    #[value(name = "kmeans3")]
+    Kmeans3,
+    /// Learned 4-bit codebook (4.5 bits/weight at block 64): a learned NF4.
+    #[value(name = "kmeans4")]
+    Kmeans4,
+    /// Learned 5-bit codebook.
+    #[value(name = "kmeans5")]
+    Kmeans5,
+    /// Learned 6-bit codebook.
+    #[value(name = "kmeans6")]
+    Kmeans6,
+    /// Learned 8-bit codebook.
+    #[value(name = "kmeans8")]
+    Kmeans8,
 }
 
 impl QuantType {
-    fn target(self, group_size: usize) -> Target {
+    /// The nonlinear target of this type, if it is one.
+    fn nonlinear(self, block: usize, double: bool) -> Option<Nonlinear> {
+        let codebook = |bits| Some(Nonlinear::Codebook { bits, block });
+        let bnb = |kind| {
+            Some(Nonlinear::Bnb4 {
+                kind,
+                block,
+                double,
+            })
+        };
+        match self {
+            QuantType::Nf4 => bnb(Bnb4Kind::Nf4),
+            QuantType::Fp4 => bnb(Bnb4Kind::Fp4),
+            QuantType::Kmeans2 => codebook(2),
+            QuantType::Kmeans3 => codebook(3),
+            QuantType::Kmeans4 => codebook(4),
+            QuantType::Kmeans5 => codebook(5),
+            QuantType::Kmeans6 => codebook(6),
+            QuantType::Kmeans8 => codebook(8),
+            _ => None,
+        }
+    }
+
+    fn target(self, group_size: usize, block: usize, double: bool) -> Target {
+        if let Some(n) = self.nonlinear(block, double) {
+            return Target::Nonlinear(n);
+        }
         Target::Ggml(match self {
             QuantType::Q8_0 => GgmlType::Q8_0,
             QuantType::Q4_0 => GgmlType::Q4_0,
@@ -93,6 +146,8 @@ impl QuantType {
             QuantType::Iq4Xs => GgmlType::IQ4_XS,
             QuantType::Int8 => return Target::Int8,
             QuantType::Int4 => return Target::Int4 { group_size },
+            // ok: the nonlinear types returned above.
+            _ => return Target::Int8,
         })
     }
 }
@@ -116,9 +171,9 @@ impl TypeArg {
         }
     }
 
-    fn target(self, group_size: usize) -> CliResult<Target> {
+    fn target(self, group_size: usize, block: usize, double: bool) -> CliResult<Target> {
         match self {
-            TypeArg::Simple(t) => Ok(t.target(group_size)),
+            TypeArg::Simple(t) => Ok(t.target(group_size, block, double)),
             TypeArg::Preset(p) => p.base().map(Target::Ggml).ok_or_else(|| {
                 CliError::Usage(format!(
                     "--type {}: not available yet in this build",
@@ -190,6 +245,13 @@ pub struct QuantizeArgs {
     /// Group size of grouped schemes (int4).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub group_size: usize,
+    /// Elements per absmax block of nf4, fp4 and kmeansN (a power of two >= 32 for nf4/fp4).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub block_size: usize,
+    /// nf4/fp4: quantize the absmax values again (8-bit, blocks of 256), as bitsandbytes'
+    /// compress_statistics.
+    #[arg(long)]
+    pub double_quant: bool,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -283,6 +345,20 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
             args.output.display()
         )));
     }
+    let nonlinear = match args.ty {
+        TypeArg::Simple(t) => t.nonlinear(args.block_size, args.double_quant),
+        TypeArg::Preset(_) => None,
+    };
+    if let Some(n) = nonlinear {
+        n.check()?;
+        if format == FileFormat::Gguf {
+            return Err(CliError::Usage(format!(
+                "{}: {} is written to safetensors only (GGUF has no such tensor type)",
+                args.output.display(),
+                n.name()
+            )));
+        }
+    }
     if same_file(&args.input, &args.output) {
         return Err(CliError::Usage(format!(
             "{}: refusing to write the output over the input",
@@ -292,7 +368,9 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     init_threads(args.threads)?;
     let start = Instant::now();
     let input = Checkpoint::open(&args.input)?;
-    let target = args.ty.target(args.group_size)?;
+    let target = args
+        .ty
+        .target(args.group_size, args.block_size, args.double_quant)?;
     let imatrix = args.imatrix.as_deref().map(Importance::read).transpose()?;
     let (tensors, actions, meta) = match llama_plan(args, format, &input, imatrix.as_ref())? {
         Some(p) => (p.tensors, p.actions, Some(p.metadata)),
@@ -404,6 +482,7 @@ fn out_info(t: &CheckpointTensor, action: &Action, format: FileFormat) -> CliRes
             shape,
             group_size: *group_size,
         },
+        (Action::Nonlinear(n), _) => n.layout(shape),
         (Action::Copy(_), _) => match (&t.layout, info.dtype) {
             (Some(q), _) => q.clone(),
             (None, DType::Ggml(ty)) => QuantLayout::Ggml {
@@ -544,6 +623,15 @@ fn process(
             let b = input.tensor_bytes(name)?;
             sink.write(name, b)?;
             (t.info.dtype.name().to_string(), None, b.len(), why.clone())
+        }
+        Action::Nonlinear(target) => {
+            let e = crate::nonlinear::encode(input, t, *target)?;
+            let mut n = 0;
+            for (part, bytes) in &e.parts {
+                n += bytes.len();
+                sink.write(part, bytes)?;
+            }
+            (target.name(), Some(e.sqnr_db), n, String::new())
         }
         Action::Copy(why) => {
             let (declared, _) = out_info(t, action, format)?;

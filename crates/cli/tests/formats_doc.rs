@@ -37,16 +37,27 @@ fn numpy_snippet_of_formats_md_matches_modelopt() {
          print(len(want))\n",
         snippet()
     );
-    for ty in ["int8", "int4", "q8_0", "q4_0", "iq4_nl"] {
+    for (ty, extra) in [
+        ("int8", None),
+        ("int4", None),
+        ("q8_0", None),
+        ("q4_0", None),
+        ("iq4_nl", None),
+        ("nf4", None),
+        ("fp4", Some("--double-quant")),
+        ("kmeans3", None),
+    ] {
         let out = dir.join(format!("{ty}.safetensors"));
-        ok(&[
+        let mut args = vec![
             "quantize",
             input.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
             "--type",
             ty,
-        ]);
+        ];
+        args.extend(extra);
+        ok(&args);
         // modelopt's reading: floats as f32, other tensors as stored.
         let c = Checkpoint::open(&out).unwrap();
         let tensors = c.tensors();

@@ -31,6 +31,7 @@
 
 mod atomic;
 mod checkpoint;
+mod codebook_layout;
 mod dtype;
 mod error;
 mod gguf_reader;
@@ -46,6 +47,9 @@ mod tensor_out;
 
 pub use atomic::{AtomicFile, same_file};
 pub use checkpoint::{Checkpoint, CheckpointTensor, FileFormat};
+pub use codebook_layout::{
+    ABSMAX_CODE_SUFFIX, ABSMAX_OFFSET_SUFFIX, ABSMAX_SUFFIX, ABSMAX2_SUFFIX, CODEBOOK_SUFFIX,
+};
 pub use dtype::{DType, decode_f32, element_count, f32_to_bytes};
 pub use error::{IoError, Result};
 pub use gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GgufFile};

@@ -2,8 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use modelopt_quantize::codebook::Bnb4Kind;
 use modelopt_quantize::ggml::GgmlType;
 use serde_json::{Value, json};
+
+use crate::codebook_layout::{
+    bnb_companions, bnb_dequantize, check_bnb, check_codebook, codebook_code_bytes,
+    codebook_companions, codebook_dequantize,
+};
 
 use crate::{DType, IoError, Result, TensorInfo, decode_f32};
 
@@ -55,6 +61,31 @@ pub enum QuantLayout {
         /// Elements per scale.
         group_size: usize,
     },
+    /// bitsandbytes' NF4 or FP4: `U8 [ceil(n / 2)]` codes (first element in the high nibble),
+    /// `<name>.absmax` F32 per block of the flattened tensor, or with double quantization
+    /// `<name>.absmax` U8 codes, `<name>.absmax2` F32 per 256 blocks, `<name>.absmax_offset`
+    /// F32 `[1]` and `<name>.absmax_code` F32 `[256]` (docs/formats.md).
+    Bnb4 {
+        /// NF4 or FP4.
+        kind: Bnb4Kind,
+        /// Logical shape.
+        shape: Vec<usize>,
+        /// Elements per absmax block (a power of two >= 32).
+        block_size: usize,
+        /// Whether the absmax values are double-quantized.
+        double_quant: bool,
+    },
+    /// One learned codebook of `2^bits` f32 levels over absmax-normalised blocks: `U8` dense
+    /// MSB-first `bits`-bit indices, `<name>.codebook` F32 `[2^bits]`, `<name>.scale` F32 per
+    /// block of the flattened tensor; `x = codebook[index] * scale[i / block_size]`.
+    Codebook {
+        /// Logical shape.
+        shape: Vec<usize>,
+        /// Index width (1..=8).
+        bits: u8,
+        /// Elements per scale.
+        block_size: usize,
+    },
 }
 
 impl QuantLayout {
@@ -77,6 +108,21 @@ impl QuantLayout {
             QuantLayout::Int4Grouped { shape, group_size } => {
                 json!({"scheme": "int4", "group_size": group_size, "shape": shape}).to_string()
             }
+            QuantLayout::Bnb4 {
+                kind,
+                shape,
+                block_size,
+                double_quant,
+            } => json!({"scheme": kind.name(), "block_size": block_size,
+                "double_quant": double_quant, "shape": shape})
+            .to_string(),
+            QuantLayout::Codebook {
+                shape,
+                bits,
+                block_size,
+            } => json!({"scheme": "codebook", "bits": bits, "block_size": block_size,
+                "shape": shape})
+            .to_string(),
         }
     }
 
@@ -127,6 +173,40 @@ impl QuantLayout {
                     group_size: g,
                 }
             }
+            Some(k @ ("nf4" | "fp4")) => {
+                let block_size = v
+                    .get("block_size")
+                    .and_then(Value::as_u64)
+                    .and_then(|g| usize::try_from(g).ok())
+                    .ok_or_else(|| bad("missing integer `block_size`"))?;
+                let double_quant = v
+                    .get("double_quant")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| bad("missing boolean `double_quant`"))?;
+                QuantLayout::Bnb4 {
+                    kind: if k == "nf4" {
+                        Bnb4Kind::Nf4
+                    } else {
+                        Bnb4Kind::Fp4
+                    },
+                    shape,
+                    block_size,
+                    double_quant,
+                }
+            }
+            Some("codebook") => {
+                let int = |key: &str| {
+                    v.get(key)
+                        .and_then(Value::as_u64)
+                        .and_then(|g| usize::try_from(g).ok())
+                        .ok_or_else(|| bad(&format!("missing integer `{key}`")))
+                };
+                QuantLayout::Codebook {
+                    shape,
+                    bits: u8::try_from(int("bits")?).map_err(|_| bad("`bits` out of range"))?,
+                    block_size: int("block_size")?,
+                }
+            }
             _ => return Err(bad("unknown `scheme`")),
         };
         layout.storage().map_err(|e| bad(&e.to_string()))?;
@@ -144,7 +224,9 @@ impl QuantLayout {
         match self {
             QuantLayout::Ggml { shape, .. }
             | QuantLayout::Int8PerChannel { shape }
-            | QuantLayout::Int4Grouped { shape, .. } => shape,
+            | QuantLayout::Int4Grouped { shape, .. }
+            | QuantLayout::Bnb4 { shape, .. }
+            | QuantLayout::Codebook { shape, .. } => shape,
         }
     }
 
@@ -159,6 +241,8 @@ impl QuantLayout {
             QuantLayout::Ggml { ggml_type, .. } => ggml_type.name(),
             QuantLayout::Int8PerChannel { .. } => "int8",
             QuantLayout::Int4Grouped { .. } => "int4",
+            QuantLayout::Bnb4 { kind, .. } => kind.name(),
+            QuantLayout::Codebook { .. } => "codebook",
         }
     }
 
@@ -174,7 +258,9 @@ impl QuantLayout {
         match self {
             QuantLayout::Ggml { ggml_type, .. } => DType::from_ggml(*ggml_type),
             QuantLayout::Int8PerChannel { .. } => DType::I8,
-            QuantLayout::Int4Grouped { .. } => DType::U8,
+            QuantLayout::Int4Grouped { .. }
+            | QuantLayout::Bnb4 { .. }
+            | QuantLayout::Codebook { .. } => DType::U8,
         }
     }
 
@@ -209,6 +295,16 @@ impl QuantLayout {
                 *s.last_mut().unwrap_or(&mut 0) = row / 2; // ok: shape is non-empty
                 Ok((DType::U8, s))
             }
+            QuantLayout::Bnb4 { block_size, .. } => {
+                check_bnb(*block_size)?;
+                Ok((DType::U8, vec![n.div_ceil(2)]))
+            }
+            QuantLayout::Codebook {
+                bits, block_size, ..
+            } => {
+                check_codebook(*bits, *block_size)?;
+                Ok((DType::U8, vec![codebook_code_bytes(n, *bits)]))
+            }
         }
     }
 
@@ -236,6 +332,17 @@ impl QuantLayout {
                 }
                 vec![(SCALE_SUFFIX, DType::F32, s)]
             }
+            QuantLayout::Bnb4 {
+                shape,
+                block_size,
+                double_quant,
+                ..
+            } => bnb_companions(shape.iter().product(), *block_size, *double_quant),
+            QuantLayout::Codebook {
+                shape,
+                bits,
+                block_size,
+            } => codebook_companions(shape.iter().product(), *bits, *block_size),
         }
     }
 
@@ -311,6 +418,17 @@ impl QuantLayout {
                 }
                 Ok(out)
             }
+            QuantLayout::Bnb4 {
+                kind,
+                shape,
+                block_size,
+                double_quant,
+            } => bnb_dequantize(*kind, *block_size, *double_quant, shape, codes, companions),
+            QuantLayout::Codebook {
+                shape,
+                bits,
+                block_size,
+            } => codebook_dequantize(*bits, *block_size, shape, codes, companions),
         }
     }
 }

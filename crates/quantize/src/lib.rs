@@ -9,6 +9,8 @@
 //!   codes of 4 bits or fewer packed two per byte ([`packing`]).
 //! - [`observer`]: calibration fed batch after batch (min-max, moving average, percentile, MSE
 //!   search, entropy/KL) and [`fake_quant`] for simulation and quantization-aware training.
+//! - [`codebook`]: nonlinear quantization — NF4/FP4 exactly as bitsandbytes, k-means
+//!   (weighted, per channel, over absmax-normalised blocks), logarithmic and user grids.
 //! - [`ggml`]: the GGML block formats of llama.cpp (Q8_0, Q4_0, ..., Q2_K ... Q6_K).
 //!
 //! Conventions: rounding is half to even; `x` is coded `clamp(round(x * (1/scale)) + zero_point)`
@@ -35,6 +37,7 @@
 //! ```
 
 pub mod awq;
+pub mod codebook;
 mod error;
 pub mod fake_quant;
 pub mod ggml;

@@ -99,10 +99,17 @@ fn code(x: f32, inv: f32, zp: f32) -> u8 {
 
 /// Index of the first non-finite value (a branch-free pass per 64 values, then a search).
 fn first_non_finite(x: &[f32]) -> Option<usize> {
-    let bad = |c: &[f32]| c.iter().fold(0u32, |a, v| a | ((v.to_bits() & 0x7f80_0000 == 0x7f80_0000) as u32));
-    x.chunks(64)
-        .position(|c| bad(c) != 0)
-        .and_then(|c| x[c * 64..].iter().position(|v| !v.is_finite()).map(|i| c * 64 + i))
+    let bad = |c: &[f32]| {
+        c.iter().fold(0u32, |a, v| {
+            a | ((v.to_bits() & 0x7f80_0000 == 0x7f80_0000) as u32)
+        })
+    };
+    x.chunks(64).position(|c| bad(c) != 0).and_then(|c| {
+        x[c * 64..]
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| c * 64 + i)
+    })
 }
 
 /// `(min(row, 0), max(row, 0))` with 16 independent lanes (a plain fold does not vectorize).
@@ -137,7 +144,10 @@ impl QuantizedActivations {
         how: ActScale,
     ) -> Result<Self> {
         if m == 0 || k == 0 {
-            return Err(CoreError::Empty { what: "activations" }.into());
+            return Err(CoreError::Empty {
+                what: "activations",
+            }
+            .into());
         }
         if m.checked_mul(k) != Some(x.len()) {
             return Err(shape(vec![m, k], vec![x.len()]));

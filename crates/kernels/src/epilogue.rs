@@ -27,7 +27,10 @@ impl Epilogue {
     /// One weight scale per output channel (finite, `>= 0`; 0 is an all-zero channel).
     pub fn new(weight_scales: Vec<f32>) -> Result<Self> {
         if weight_scales.is_empty() {
-            return Err(invalid("weight scales", "need one per output channel, got none"));
+            return Err(invalid(
+                "weight scales",
+                "need one per output channel, got none",
+            ));
         }
         if let Some((i, s)) = weight_scales
             .iter()

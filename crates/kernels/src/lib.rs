@@ -2,6 +2,7 @@
 //!
 //! Quantized compute.
 mod act;
+mod blocks;
 mod epilogue;
 mod error;
 mod int8;
@@ -9,6 +10,7 @@ mod isa;
 mod w8a8;
 
 pub use act::{ActScale, QuantizedActivations};
+pub use blocks::{BlockFormat, PackedBlocks};
 pub use epilogue::{Epilogue, Requantize};
 pub use error::{KernelError, Result};
 pub use int8::{

@@ -50,7 +50,11 @@ pub fn w8a8_with(
     check(x, w, epi)?;
     let n = w.rows();
     run(isa, par, &rows(x), w, out, |p, acc, vals| {
-        for (i, (a, v)) in acc.chunks_exact(64).zip(vals.chunks_exact_mut(64)).enumerate() {
+        for (i, (a, v)) in acc
+            .chunks_exact(64)
+            .zip(vals.chunks_exact_mut(64))
+            .enumerate()
+        {
             let sx = x.scales[i];
             for (j, (&a, v)) in a.iter().zip(v.iter_mut()).enumerate() {
                 let r = p * 64 + j;
@@ -87,7 +91,11 @@ pub fn w8a8_i8_with(
     check(x, w, epi)?;
     let n = w.rows();
     run(isa, par, &rows(x), w, out, |p, acc, vals| {
-        for (i, (a, v)) in acc.chunks_exact(64).zip(vals.chunks_exact_mut(64)).enumerate() {
+        for (i, (a, v)) in acc
+            .chunks_exact(64)
+            .zip(vals.chunks_exact_mut(64))
+            .enumerate()
+        {
             let sx = x.scales[i];
             for (j, (&a, v)) in a.iter().zip(v.iter_mut()).enumerate() {
                 let r = p * 64 + j;
@@ -152,7 +160,9 @@ mod tests {
     fn fused_epilogue_matches_the_written_out_arithmetic_on_every_isa() {
         let mut rng = StdRng::seed_from_u64(11);
         let (m, n, k) = (9, 70, 133);
-        let x: Vec<f32> = (0..m * k).map(|_| rng.random::<f32>() * 4.0 - 1.5).collect();
+        let x: Vec<f32> = (0..m * k)
+            .map(|_| rng.random::<f32>() * 4.0 - 1.5)
+            .collect();
         let w: Vec<i8> = (0..n * k).map(|_| rng.random()).collect();
         let scales: Vec<f32> = (0..n).map(|r| 0.001 * (r + 1) as f32).collect();
         let bias: Vec<f32> = (0..n).map(|r| r as f32 * 0.1 - 3.0).collect();
@@ -160,7 +170,11 @@ mod tests {
         for act in [ActScale::PerToken, ActScale::per_tensor(0.02, 77).unwrap()] {
             let q = QuantizedActivations::quantize(&x, m, k, act).unwrap();
             for relu in [false, true] {
-                let epi = Epilogue::new(scales.clone()).unwrap().bias(bias.clone()).unwrap().relu(relu);
+                let epi = Epilogue::new(scales.clone())
+                    .unwrap()
+                    .bias(bias.clone())
+                    .unwrap()
+                    .relu(relu);
                 let want = reference(&q, &w, n, &epi);
                 let req = Requantize::new(0.05, -3).unwrap();
                 for isa in Isa::available() {
@@ -188,8 +202,14 @@ mod tests {
         w8a8(Par::Seq, &x, m, &packed, ActScale::PerToken, &epi, &mut y).unwrap();
         for i in 0..m {
             for r in 0..n {
-                let exact: f32 = (0..k).map(|c| x[i * k + c] * w[r * k + c] as f32 * 0.01).sum();
-                assert!((y[i * n + r] - exact).abs() < 0.05, "{} vs {exact}", y[i * n + r]);
+                let exact: f32 = (0..k)
+                    .map(|c| x[i * k + c] * w[r * k + c] as f32 * 0.01)
+                    .sum();
+                assert!(
+                    (y[i * n + r] - exact).abs() < 0.05,
+                    "{} vs {exact}",
+                    y[i * n + r]
+                );
             }
         }
     }
@@ -201,7 +221,29 @@ mod tests {
         let mut y = [0f32; 2];
         assert!(w8a8(Par::Seq, &[1.0; 2], 1, &w, ActScale::PerToken, &epi, &mut y).is_err());
         let epi3 = Epilogue::new(vec![1.0; 3]).unwrap();
-        assert!(w8a8(Par::Seq, &[1.0; 3], 1, &w, ActScale::PerToken, &epi3, &mut y).is_err());
-        assert!(w8a8(Par::Seq, &[1.0; 3], 1, &w, ActScale::PerToken, &epi, &mut [0f32; 3]).is_err());
+        assert!(
+            w8a8(
+                Par::Seq,
+                &[1.0; 3],
+                1,
+                &w,
+                ActScale::PerToken,
+                &epi3,
+                &mut y
+            )
+            .is_err()
+        );
+        assert!(
+            w8a8(
+                Par::Seq,
+                &[1.0; 3],
+                1,
+                &w,
+                ActScale::PerToken,
+                &epi,
+                &mut [0f32; 3]
+            )
+            .is_err()
+        );
     }
 }

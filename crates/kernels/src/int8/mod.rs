@@ -178,7 +178,11 @@ fn panel_acc(isa: Isa, x: &U8Rows<'_>, w: &PackedI8, p: usize, acc: &mut [i64], 
         let sums = &w.row_sums[c * w.panels() * NR + p * NR..][..NR];
         for i in 0..m {
             let zp = x.zero_points[i] as i64;
-            for ((a, &t), &s) in acc[i * NR..(i + 1) * NR].iter_mut().zip(&tile[i * NR..]).zip(sums) {
+            for ((a, &t), &s) in acc[i * NR..(i + 1) * NR]
+                .iter_mut()
+                .zip(&tile[i * NR..])
+                .zip(sums)
+            {
                 *a += t as i64 - zp * s as i64;
             }
         }
@@ -268,7 +272,9 @@ pub fn gemm_i8_i64_with(
         stride,
         zero_points: &zps,
     };
-    run(isa, par, &x, w, out, |_, acc, vals| vals.copy_from_slice(acc))
+    run(isa, par, &x, w, out, |_, acc, vals| {
+        vals.copy_from_slice(acc)
+    })
 }
 
 /// [`gemm_i8_i64_with`] on the best instruction set of this CPU.
@@ -342,7 +348,10 @@ mod tests {
             if k <= MAX_K_I32 {
                 let mut y32 = vec![0i32; m * n];
                 gemm_i8_with(isa, Par::Seq, a, m, &packed, &mut y32).unwrap();
-                assert!(y32.iter().zip(&want).all(|(&a, &b)| a as i64 == b), "{isa:?}");
+                assert!(
+                    y32.iter().zip(&want).all(|(&a, &b)| a as i64 == b),
+                    "{isa:?}"
+                );
             }
         }
     }
@@ -380,7 +389,10 @@ mod tests {
         let k = 2 * K_CHUNK + 5000;
         let (m, n) = (2, 3);
         let mut a = vec![-128i8; m * k];
-        a[k..].iter_mut().enumerate().for_each(|(i, v)| *v = if i % 3 == 0 { 127 } else { -128 });
+        a[k..]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i % 3 == 0 { 127 } else { -128 });
         let w = vec![-128i8; n * k];
         check_all(&a, &w, m, n, k);
         let packed = PackedI8::new(&w, n, k).unwrap();

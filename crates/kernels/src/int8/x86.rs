@@ -72,8 +72,9 @@ pub(super) unsafe fn vnni<const MR: usize>(
                     _mm512_loadu_si512(p.add(192).cast()),
                 ];
                 for (i, a) in acc.iter_mut().enumerate() {
-                    let xv =
-                        _mm512_set1_epi32(xp.add(i * stride + 4 * g).cast::<i32>().read_unaligned());
+                    let xv = _mm512_set1_epi32(
+                        xp.add(i * stride + 4 * g).cast::<i32>().read_unaligned(),
+                    );
                     for j in 0..4 {
                         a[j] = _mm512_dpbusd_epi32(a[j], xv, wv[j]);
                     }

@@ -8,8 +8,11 @@
 use std::time::Instant;
 
 use cpu_time::ThreadTime;
-use modelopt::kernels::{ActScale, Epilogue, PackedI8, Par, QuantizedActivations, w8a8, w8a8_with};
+use modelopt::kernels::{
+    ActScale, Epilogue, PackedBlocks, PackedI8, Par, QuantizedActivations, w8a8, w8a8_with,
+};
 use modelopt::nn::Dense;
+use modelopt::quantize::ggml::{self, GgmlType};
 use ndarray::{Array1, Array2};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -43,14 +46,16 @@ fn main() -> Result<(), Error> {
             "--n" => n = v()?.parse()?,
             "--k" => k = v()?.parse()?,
             "--seconds" => seconds = v()?.parse()?,
-            "--batches" => {
-                batches = v()?.split(',').map(str::parse).collect::<Result<_, _>>()?
-            }
+            "--batches" => batches = v()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--kernels" => kernels = Some(v()?.split(',').map(String::from).collect()),
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
-    let wanted = |name: &str| kernels.as_ref().is_none_or(|ks| ks.iter().any(|x| x == name));
+    let wanted = |name: &str| {
+        kernels
+            .as_ref()
+            .is_none_or(|ks| ks.iter().any(|x| x == name))
+    };
     let mut rng = StdRng::seed_from_u64(0);
     let wf: Array2<f32> = Array2::from_shape_fn((n, k), |_| rng.random::<f32>() * 0.04 - 0.02);
     let dense = Dense::from_parts(wf.clone(), Array1::zeros(n))?;
@@ -66,6 +71,30 @@ fn main() -> Result<(), Error> {
     }
     let packed = PackedI8::new(&codes, n, k)?;
     let epi = Epilogue::new(scales)?.bias(vec![0.0; n])?;
+    let wflat: Vec<f32> = wf.iter().copied().collect();
+    let mut blocks = Vec::new();
+    for (name, ty) in [
+        ("q8_0", GgmlType::Q8_0),
+        ("q4_0", GgmlType::Q4_0),
+        ("q4_K", GgmlType::Q4_K),
+    ] {
+        if wanted(name) {
+            let bytes = ggml::quantize(ty, &wflat)?;
+            blocks.push((name, PackedBlocks::from_ggml(ty, &bytes, n, k)?));
+        }
+    }
+    if wanted("int4") {
+        let g = 32;
+        let mut c4 = vec![0i8; n * k];
+        let mut s4 = vec![0f32; n * k / g];
+        for (b, (chunk, s)) in wflat.chunks_exact(g).zip(s4.iter_mut()).enumerate() {
+            *s = chunk.iter().fold(0f32, |m, v| m.max(v.abs())) / 7.0;
+            for (c, v) in chunk.iter().enumerate() {
+                c4[b * g + c] = if *s > 0.0 { (v / *s).round() as i8 } else { 0 };
+            }
+        }
+        blocks.push(("int4", PackedBlocks::int4(&c4, &s4, n, k, g)?));
+    }
     let report = |name: &str, batch: usize, bytes: f64, (wall, cpu, reps): (f64, f64, usize)| {
         let ops = 2.0 * (n * k * batch) as f64;
         println!(
@@ -81,21 +110,55 @@ fn main() -> Result<(), Error> {
         let xs: Vec<f32> = x.iter().copied().collect();
         let mut out = vec![0f32; b * n];
         if wanted("f32") {
-            report("f32", b, (4 * n * k) as f64, measure(seconds, || {
-                std::hint::black_box(dense.forward(&x).map(|_| ()).ok());
-            }));
+            report(
+                "f32",
+                b,
+                (4 * n * k) as f64,
+                measure(seconds, || {
+                    std::hint::black_box(dense.forward(&x).map(|_| ()).ok());
+                }),
+            );
         }
         if wanted("w8a8") {
-            report("w8a8", b, (n * k) as f64, measure(seconds, || {
-                w8a8(Par::Seq, &xs, b, &packed, ActScale::PerToken, &epi, &mut out).ok();
-            }));
+            report(
+                "w8a8",
+                b,
+                (n * k) as f64,
+                measure(seconds, || {
+                    w8a8(
+                        Par::Seq,
+                        &xs,
+                        b,
+                        &packed,
+                        ActScale::PerToken,
+                        &epi,
+                        &mut out,
+                    )
+                    .ok();
+                }),
+            );
         }
         if wanted("int8") {
             let q = QuantizedActivations::quantize(&xs, b, k, ActScale::PerToken)?;
             let isa = modelopt::kernels::Isa::best();
-            report("int8", b, (n * k) as f64, measure(seconds, || {
-                w8a8_with(isa, Par::Seq, &q, &packed, &epi, &mut out).ok();
-            }));
+            report(
+                "int8",
+                b,
+                (n * k) as f64,
+                measure(seconds, || {
+                    w8a8_with(isa, Par::Seq, &q, &packed, &epi, &mut out).ok();
+                }),
+            );
+        }
+        for (name, packed) in &blocks {
+            report(
+                name,
+                b,
+                packed.packed_bytes() as f64,
+                measure(seconds, || {
+                    packed.matmul(Par::Seq, &xs, b, &mut out).ok();
+                }),
+            );
         }
     }
     Ok(())

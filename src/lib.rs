@@ -19,6 +19,7 @@
 mod error;
 pub mod pipeline;
 pub mod prelude;
+pub mod quantized;
 
 pub use error::{Error, Result};
 pub use modelopt_distill as distill;

@@ -29,6 +29,15 @@ pub(crate) enum Q8Kind {
     Q8K,
 }
 
+/// C's `roundf` (half away from zero) for `|v| <= 2^22` without a libm call: round half to even
+/// by the `1.5 * 2^23` trick, then move ties away from zero (`v - r` is exact here).
+#[inline(always)]
+fn round_away(v: f32) -> f32 {
+    let r = crate::act::round_even(v);
+    let d = v - r;
+    r + (d == 0.5 && v > 0.0) as i32 as f32 - (d == -0.5 && v < 0.0) as i32 as f32
+}
+
 /// ggml's `nearest_int` (round half to even, exact for `|x| <= 2^22`).
 fn nearest_int(f: f32) -> i32 {
     let val = f + 12_582_912.0;
@@ -49,7 +58,7 @@ impl Q8Rows {
                     let d = amax / 127.0;
                     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                     for (q, &v) in qb.iter_mut().zip(xb) {
-                        *q = (v * id).round() as i8; // roundf: half away from zero
+                        *q = round_away(v * id) as i8; // |v * id| <= 127 + a few ulps
                     }
                     scales.push(if kind == Q8Kind::Q8_0 {
                         f16::from_f32(d).to_f32()
@@ -117,6 +126,25 @@ mod tests {
             assert_eq!(&q.codes[32 * b..32 * b + 32], &want.qs);
             assert_eq!(q.scales[b], want.d.to_f32());
             assert_eq!(q.sums[b], want.qs.iter().map(|&v| v as i32).sum::<i32>());
+        }
+    }
+
+    #[test]
+    fn round_away_is_roundf() {
+        for v in [
+            0.5f32,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            126.5,
+            -127.49999,
+            0.49999997,
+            -0.49999997,
+            3.0,
+            -0.0,
+        ] {
+            assert_eq!(round_away(v), v.round(), "{v}");
         }
     }
 

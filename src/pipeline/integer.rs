@@ -70,8 +70,7 @@ impl Eval<'_, '_> {
         format: WeightFormat,
         static_calibration: Option<Calibration>,
         net: &Mlp<f32>,
-        path: &Path,
-        simulation_path: &Path,
+        (path, simulation_path): (&Path, &Path),
         started: Instant,
     ) -> Result<StageReport> {
         save_mlp(net, simulation_path, format)?;

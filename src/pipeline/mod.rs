@@ -388,8 +388,7 @@ impl Pipeline {
             WeightFormat::Int8PerChannel,
             None,
             &student.network,
-            &file("student-int8-w8a8"),
-            &file("student-int8"),
+            (&file("student-int8-w8a8"), &file("student-int8")),
             t0,
         )?);
         let t0 = Instant::now();
@@ -398,8 +397,7 @@ impl Pipeline {
             WeightFormat::Int8PerChannel,
             Some(Calibration::Entropy),
             &student.network,
-            &file("student-int8-w8a8-static"),
-            &file("student-int8"),
+            (&file("student-int8-w8a8-static"), &file("student-int8")),
             t0,
         )?);
         let int4 = WeightFormat::Int4Grouped {
@@ -411,8 +409,7 @@ impl Pipeline {
             int4,
             None,
             &student.network,
-            &file("student-int4-w4a8"),
-            &file("student-int4"),
+            (&file("student-int4-w4a8"), &file("student-int4")),
             t0,
         )?);
         if self.qat_epochs > 0 {
@@ -428,8 +425,7 @@ impl Pipeline {
                 int4,
                 None,
                 &tuned.network,
-                &file("student-int4-qat-w4a8"),
-                &file("student-int4-qat"),
+                (&file("student-int4-qat-w4a8"), &file("student-int4-qat")),
                 t0,
             )?);
         }

@@ -56,9 +56,9 @@ impl ActScale {
 ///
 /// ```
 /// use modelopt_kernels::{ActScale, QuantizedActivations};
-/// let q = QuantizedActivations::quantize(&[0.0, 1.0, -1.0, 0.5], 1, 4, ActScale::PerToken)?;
-/// assert_eq!(q.zero_points(), &[128]);
-/// assert_eq!(q.row(0), &[128, 255, 0, 192]);
+/// let q = QuantizedActivations::quantize(&[0.0, 254.0, 51.0, -1.0], 1, 4, ActScale::PerToken)?;
+/// assert_eq!((q.scales(), q.zero_points()), (&[1.0f32][..], &[1][..])); // range [-1, 254]
+/// assert_eq!(q.row(0), &[1, 255, 52, 0]);
 /// # Ok::<(), modelopt_kernels::KernelError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,7 @@ pub(crate) fn round_even(v: f32) -> f32 {
 /// point). The product is clamped to ±512 before rounding: outside that every code saturates
 /// anyway, and inside it the rounding trick is exact.
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // f32::clamp's NaN handling keeps this loop from vectorizing
 fn code(x: f32, inv: f32, zp: f32) -> u8 {
     // max/min rather than clamp: the inputs are finite, and this form vectorizes.
     let v = round_even((x * inv).max(-512.0).min(512.0)) + zp;

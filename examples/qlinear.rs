@@ -105,6 +105,27 @@ fn main() -> Result<(), Error> {
             ops / cpu / 1e9
         );
     };
+    if wanted("readsum") {
+        // The machine's read bandwidth measured the same way (thread CPU time): a vectorized sum
+        // over 512 MiB, larger than the last-level cache.
+        let buf: Vec<u64> = (0..1u64 << 26).collect();
+        let bytes = (buf.len() * 8) as f64;
+        let (wall, cpu, reps) = measure(seconds, || {
+            let mut acc = [0u64; 8];
+            for c in buf.chunks_exact(8) {
+                for (a, v) in acc.iter_mut().zip(c) {
+                    *a = a.wrapping_add(*v);
+                }
+            }
+            std::hint::black_box(acc);
+        });
+        println!(
+            "{{\"kernel\":\"readsum\",\"bytes\":{bytes},\"wall_ms\":{:.4},\"cpu_ms\":{:.4},\"reps\":{reps},\"gb_s\":{:.2}}}",
+            wall * 1e3,
+            cpu * 1e3,
+            bytes / cpu / 1e9
+        );
+    }
     for &b in &batches {
         let x: Array2<f32> = Array2::from_shape_fn((b, k), |_| rng.random::<f32>() * 2.0 - 1.0);
         let xs: Vec<f32> = x.iter().copied().collect();

@@ -94,8 +94,12 @@ pub(crate) fn round_even(v: f32) -> f32 {
 #[allow(clippy::manual_clamp)] // f32::clamp's NaN handling keeps this loop from vectorizing
 fn code(x: f32, inv: f32, zp: f32) -> u8 {
     // max/min rather than clamp: the inputs are finite, and this form vectorizes.
-    let v = round_even((x * inv).max(-512.0).min(512.0)) + zp;
-    v.max(0.0).min(255.0) as i32 as u8
+    let v = (round_even((x * inv).max(-512.0).min(512.0)) + zp)
+        .max(0.0)
+        .min(255.0);
+    // v is an integer in [0, 255]: in v + 2^23 its low mantissa byte is v (no float -> int
+    // conversion with its NaN/overflow checks, so the loop vectorizes).
+    ((v + 8_388_608.0).to_bits() & 0xff) as u8
 }
 
 /// Index of the first non-finite value (a branch-free pass per 64 values, then a search).

@@ -89,16 +89,6 @@ impl Epilogue {
     pub fn has_relu(&self) -> bool {
         self.relu
     }
-
-    /// `y` for channel `r` from a real-valued product `v = acc * s_x * s_w` computed by the caller.
-    #[inline(always)]
-    pub(crate) fn finish(&self, r: usize, v: f32) -> f32 {
-        let y = match &self.bias {
-            Some(b) => v + b[r],
-            None => v,
-        };
-        if self.relu { y.max(0.0) } else { y }
-    }
 }
 
 /// Requantization of an f32 result to int8 codes: `clamp(round(y / scale) + zero_point,

@@ -50,20 +50,41 @@ pub fn w8a8_with(
     check(x, w, epi)?;
     let n = w.rows();
     run(isa, par, &rows(x), w, out, |p, acc, vals| {
-        for (i, (a, v)) in acc
-            .chunks_exact(64)
-            .zip(vals.chunks_exact_mut(64))
-            .enumerate()
-        {
-            let sx = x.scales[i];
-            for (j, (&a, v)) in a.iter().zip(v.iter_mut()).enumerate() {
-                let r = p * 64 + j;
-                if r < n {
-                    *v = epi.finish(r, a as f32 * (sx * epi.weight_scales[r]));
-                }
-            }
-        }
+        epilogue(x, epi, n, p, acc, vals)
     })
+}
+
+/// The f32 epilogue of one panel (`acc`, `vals`: `[m][64]`), loops hoisted per operation so
+/// they vectorize; the same operations in the same order as [`Epilogue::finish`].
+fn epilogue(
+    x: &QuantizedActivations,
+    epi: &Epilogue,
+    n: usize,
+    p: usize,
+    acc: &[i64],
+    vals: &mut [f32],
+) {
+    let r0 = p * 64;
+    let valid = (n - r0).min(64);
+    let ws = &epi.weight_scales[r0..r0 + valid];
+    let bias = epi.bias.as_deref().map(|b| &b[r0..r0 + valid]);
+    for (i, (a, v)) in acc
+        .chunks_exact(64)
+        .zip(vals.chunks_exact_mut(64))
+        .enumerate()
+    {
+        let sx = x.scales[i];
+        let v = &mut v[..valid];
+        for ((v, &a), &s) in v.iter_mut().zip(a).zip(ws) {
+            *v = a as f32 * (sx * s);
+        }
+        if let Some(b) = bias {
+            v.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+        }
+        if epi.relu {
+            v.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
 }
 
 /// [`w8a8_with`] with the result requantized to int8 codes (`[m, n]`), e.g. to feed the next
@@ -91,19 +112,11 @@ pub fn w8a8_i8_with(
     check(x, w, epi)?;
     let n = w.rows();
     run(isa, par, &rows(x), w, out, |p, acc, vals| {
-        for (i, (a, v)) in acc
-            .chunks_exact(64)
-            .zip(vals.chunks_exact_mut(64))
-            .enumerate()
-        {
-            let sx = x.scales[i];
-            for (j, (&a, v)) in a.iter().zip(v.iter_mut()).enumerate() {
-                let r = p * 64 + j;
-                if r < n {
-                    *v = requantize.code(epi.finish(r, a as f32 * (sx * epi.weight_scales[r])));
-                }
-            }
-        }
+        let mut y = vec![0f32; vals.len()];
+        epilogue(x, epi, n, p, acc, &mut y);
+        vals.iter_mut()
+            .zip(&y)
+            .for_each(|(v, &y)| *v = requantize.code(y));
     })
 }
 

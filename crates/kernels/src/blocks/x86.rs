@@ -5,6 +5,9 @@ use std::arch::x86_64::*;
 
 use super::{BlockFormat, PR};
 
+/// Records prefetched ahead of the one being multiplied.
+const PREFETCH: usize = 4;
+
 fn check(format: BlockFormat, panel: &[u8], nb: usize, codes: &[i8], scales: &[f32], sums: &[i32]) {
     let sums_per_block = if format == BlockFormat::Q4_K { 8 } else { 1 };
     assert!(panel.len() >= nb * format.record_bytes());
@@ -46,6 +49,10 @@ pub(super) unsafe fn panel_avx512(
         let mut acc = _mm512_setzero_ps();
         for b in 0..nb {
             let rec = panel.as_ptr().add(b * rb);
+            // Prefetch a few records ahead (a hint: never faults, any address is allowed).
+            for line in (0..rb).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(rec.wrapping_add(PREFETCH * rb + line).cast());
+            }
             let x = codes.as_ptr().add(b * bs);
             let dx = _mm512_set1_ps(scales[b]);
             match format {

@@ -44,6 +44,7 @@
 mod error_sums;
 mod f16_bits;
 mod float;
+mod iq4;
 mod k_quants;
 mod q4;
 mod q5;
@@ -52,8 +53,12 @@ mod rows;
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod simd_avx512;
+mod weighted;
 
 pub use error_sums::error_sums;
+pub use iq4::KVALUES_IQ4NL;
+pub use iq4::nl::BlockIQ4_NL;
+pub use iq4::xs::BlockIQ4_XS;
 pub use k_quants::QK_K;
 pub use k_quants::q2_k::BlockQ2_K;
 pub use k_quants::q3_k::BlockQ3_K;
@@ -67,6 +72,7 @@ pub use q8_0::BlockQ8_0;
 pub use rows::{
     dequantize, dequantize_row, dequantize_rows, quantize, quantize_row, quantize_rows,
 };
+pub use weighted::{quantize_row_imatrix, quantize_rows_imatrix, uses_importance};
 
 /// A GGML tensor type: its GGUF type id, block size (elements) and block byte size.
 ///
@@ -106,13 +112,18 @@ pub enum GgmlType {
     Q5_K,
     /// 256-weight super-block, 6-bit with 8-bit sub-block scales.
     Q6_K,
+    /// 32 weights: f16 scale + 32 x 4-bit indices into the non-uniform levels [`KVALUES_IQ4NL`].
+    IQ4_NL,
+    /// 256-weight super-block of 8 x 32: f16 scale, 6-bit block scales, 4-bit indices into
+    /// [`KVALUES_IQ4NL`].
+    IQ4_XS,
     /// bfloat16.
     BF16,
 }
 
 impl GgmlType {
     /// Every type this crate knows, in GGUF id order.
-    pub const ALL: [GgmlType; 13] = [
+    pub const ALL: [GgmlType; 15] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::Q4_0,
@@ -125,6 +136,8 @@ impl GgmlType {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
         GgmlType::BF16,
     ];
 
@@ -147,6 +160,8 @@ impl GgmlType {
             GgmlType::Q4_K => 12,
             GgmlType::Q5_K => 13,
             GgmlType::Q6_K => 14,
+            GgmlType::IQ4_NL => 20,
+            GgmlType::IQ4_XS => 23,
             GgmlType::BF16 => 30,
         }
     }
@@ -168,12 +183,18 @@ impl GgmlType {
     pub const fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
-                32
-            }
-            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
-                256
-            }
+            GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q5_0
+            | GgmlType::Q5_1
+            | GgmlType::Q8_0
+            | GgmlType::IQ4_NL => 32,
+            GgmlType::Q2_K
+            | GgmlType::Q3_K
+            | GgmlType::Q4_K
+            | GgmlType::Q5_K
+            | GgmlType::Q6_K
+            | GgmlType::IQ4_XS => 256,
         }
     }
 
@@ -196,6 +217,8 @@ impl GgmlType {
             GgmlType::Q4_K => 144,
             GgmlType::Q5_K => 176,
             GgmlType::Q6_K => 210,
+            GgmlType::IQ4_NL => 18,
+            GgmlType::IQ4_XS => 136,
         }
     }
 
@@ -218,6 +241,8 @@ impl GgmlType {
             GgmlType::Q4_K => "q4_K",
             GgmlType::Q5_K => "q5_K",
             GgmlType::Q6_K => "q6_K",
+            GgmlType::IQ4_NL => "iq4_nl",
+            GgmlType::IQ4_XS => "iq4_xs",
             GgmlType::BF16 => "bf16",
         }
     }

@@ -3,7 +3,8 @@
 //! and thread-CPU time per call. `benches/compare/qlinear.py` runs it beside torch.
 //!
 //! Run: `cargo run --release --example qlinear -- [--n 4096] [--k 4096] [--batches 1,16,64]
-//! [--seconds 0.5] [--kernels f32,w8a8,...]`
+//! [--seconds 0.5] [--kernels f32,w8a8,int8,q8_0,q4_0,q4_K,int4,readsum]` (`readsum`, a 512 MiB
+//! read-bandwidth reference, only when named)
 
 use std::time::Instant;
 
@@ -76,6 +77,7 @@ fn main() -> Result<(), Error> {
     for (name, ty) in [
         ("q8_0", GgmlType::Q8_0),
         ("q4_0", GgmlType::Q4_0),
+        ("iq4_nl", GgmlType::IQ4_NL),
         ("q4_K", GgmlType::Q4_K),
     ] {
         if wanted(name) {
@@ -105,7 +107,10 @@ fn main() -> Result<(), Error> {
             ops / cpu / 1e9
         );
     };
-    if wanted("readsum") {
+    if kernels
+        .as_ref()
+        .is_some_and(|ks| ks.iter().any(|x| x == "readsum"))
+    {
         // The machine's read bandwidth measured the same way (thread CPU time): a vectorized sum
         // over 512 MiB, larger than the last-level cache.
         let buf: Vec<u64> = (0..1u64 << 26).collect();

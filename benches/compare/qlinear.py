@@ -56,6 +56,8 @@ def rust_round(n, k, batches, seconds):
     out = {}
     for line in res.stdout.splitlines():
         r = json.loads(line)
+        if "batch" not in r:
+            continue
         out[("modelopt " + r["kernel"], r["batch"])] = (r["wall_ms"], r["cpu_ms"])
     return out
 

@@ -33,6 +33,7 @@ fn ggml_type(f: BlockFormat) -> Option<GgmlType> {
     match f {
         BlockFormat::Q8_0 => Some(GgmlType::Q8_0),
         BlockFormat::Q4_0 => Some(GgmlType::Q4_0),
+        BlockFormat::IQ4_NL => Some(GgmlType::IQ4_NL),
         BlockFormat::Q4_K => Some(GgmlType::Q4_K),
         _ => None,
     }

@@ -52,6 +52,7 @@ impl LinearScheme {
             "w8a8-static" => LinearScheme::W8A8Static,
             "q8_0" => LinearScheme::WeightOnly(BlockFormat::Q8_0),
             "q4_0" => LinearScheme::WeightOnly(BlockFormat::Q4_0),
+            "iq4_nl" => LinearScheme::WeightOnly(BlockFormat::IQ4_NL),
             "q4_K" => LinearScheme::WeightOnly(BlockFormat::Q4_K),
             other => match other.strip_prefix("int4-g").and_then(|g| g.parse().ok()) {
                 Some(group) => LinearScheme::WeightOnly(BlockFormat::Int4 { group }),
@@ -111,7 +112,7 @@ pub(crate) fn activation_scheme() -> Result<modelopt_quantize::CheckedScheme> {
 
 impl QuantizedLinear {
     /// Quantizes `dense` for `scheme`: int8 symmetric per output channel for W8A8 (the
-    /// pipeline's `int8` weights), the GGML quantizers for Q8_0/Q4_0/Q4_K, symmetric int4 in
+    /// pipeline's `int8` weights), the GGML quantizers for Q8_0/Q4_0/IQ4_NL/Q4_K, symmetric int4 in
     /// `[-7, 7]` per group for `Int4` (the pipeline's `int4-g*`).
     pub fn from_dense(dense: &Dense<f32>, scheme: LinearScheme) -> Result<Self> {
         let (n, k) = dense.weight().dim();
@@ -146,6 +147,7 @@ impl QuantizedLinear {
                         let ty = match other {
                             BlockFormat::Q8_0 => ggml::GgmlType::Q8_0,
                             BlockFormat::Q4_0 => ggml::GgmlType::Q4_0,
+                            BlockFormat::IQ4_NL => ggml::GgmlType::IQ4_NL,
                             _ => ggml::GgmlType::Q4_K,
                         };
                         let flat: Vec<f32> = w.iter().copied().collect();

@@ -15,6 +15,7 @@ fn schemes() -> Vec<LinearScheme> {
         LinearScheme::W8A8Static,
         LinearScheme::WeightOnly(BlockFormat::Q8_0),
         LinearScheme::WeightOnly(BlockFormat::Q4_0),
+        LinearScheme::WeightOnly(BlockFormat::IQ4_NL),
         LinearScheme::WeightOnly(BlockFormat::Int4 { group: 32 }),
     ]
 }
@@ -43,7 +44,9 @@ fn every_scheme_tracks_the_float_network_and_round_trips_through_a_file() {
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         let tol = if matches!(
             scheme,
-            LinearScheme::WeightOnly(BlockFormat::Q4_0 | BlockFormat::Int4 { .. })
+            LinearScheme::WeightOnly(
+                BlockFormat::Q4_0 | BlockFormat::IQ4_NL | BlockFormat::Int4 { .. }
+            )
         ) {
             0.15
         } else {

@@ -21,7 +21,9 @@ mod portable;
 mod x86;
 
 use half::f16;
-use modelopt_quantize::ggml::{BlockQ4_0, BlockQ4_K, BlockQ8_0, GgmlType};
+use modelopt_quantize::ggml::{
+    BlockIQ4_NL, BlockQ4_0, BlockQ4_K, BlockQ8_0, GgmlType, KVALUES_IQ4NL,
+};
 use modelopt_tensor_core::{CoreError, Par};
 
 use crate::error::{invalid, shape};
@@ -47,6 +49,9 @@ pub enum BlockFormat {
     Q8_0,
     /// GGML Q4_0: 32 4-bit codes (offset 8) and an f16 scale; activations as Q8_0.
     Q4_0,
+    /// GGML IQ4_NL: 32 4-bit indices into the non-uniform levels `KVALUES_IQ4NL` and an f16
+    /// scale; activations as Q8_0 (`ggml_vec_dot_iq4_nl_q8_0`).
+    IQ4_NL,
     /// GGML Q4_K: 256-value super-blocks, 6-bit sub-block scales and mins; activations as Q8_K.
     Q4_K,
     /// Symmetric int4 codes in `-8..=7` with one f32 scale per `group` inputs (a multiple of 8);
@@ -61,7 +66,7 @@ impl BlockFormat {
     /// Inputs per weight block.
     pub fn block_size(self) -> usize {
         match self {
-            BlockFormat::Q8_0 | BlockFormat::Q4_0 => 32,
+            BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::IQ4_NL => 32,
             BlockFormat::Q4_K => 256,
             BlockFormat::Int4 { group } => group,
         }
@@ -72,6 +77,7 @@ impl BlockFormat {
         match self {
             BlockFormat::Q8_0 => "q8_0".into(),
             BlockFormat::Q4_0 => "q4_0".into(),
+            BlockFormat::IQ4_NL => "iq4_nl".into(),
             BlockFormat::Q4_K => "q4_K".into(),
             BlockFormat::Int4 { group } => format!("int4-g{group}"),
         }
@@ -81,7 +87,7 @@ impl BlockFormat {
     fn record_bytes(self) -> usize {
         match self {
             BlockFormat::Q8_0 => 32 * PR + 2 * PR,
-            BlockFormat::Q4_0 => 16 * PR + 2 * PR,
+            BlockFormat::Q4_0 | BlockFormat::IQ4_NL => 16 * PR + 2 * PR,
             BlockFormat::Q4_K => 128 * PR + 4 * PR + 16 * PR,
             BlockFormat::Int4 { group } => group / 2 * PR + 4 * PR,
         }
@@ -89,7 +95,7 @@ impl BlockFormat {
 
     fn activation_kind(self) -> Q8Kind {
         match self {
-            BlockFormat::Q8_0 | BlockFormat::Q4_0 => Q8Kind::Q8_0,
+            BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::IQ4_NL => Q8Kind::Q8_0,
             BlockFormat::Q4_K => Q8Kind::Q8K,
             BlockFormat::Int4 { .. } => Q8Kind::F32Scale,
         }
@@ -147,6 +153,17 @@ fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
     s
 }
 
+/// IQ4_NL's levels plus 128, as the u8 operand of `vpdpbusd` (`128 * sum(x)` is subtracted).
+pub(crate) const IQ4NL_U8: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = (KVALUES_IQ4NL[i] as i16 + 128) as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Offset of 4-bit code `c` (0..block) of panel row `r` in a block's code area: vector `c / 8`,
 /// row `r`, byte `c % 4`, high nibble for the second k-group of the pair.
 fn nibble_at(r: usize, c: usize) -> (usize, bool) {
@@ -187,12 +204,13 @@ impl PackedBlocks {
         &self.data[(p * nb + b) * rb..(p * nb + b + 1) * rb]
     }
 
-    /// Repacks GGML rows (`n` rows of `k` values, `ty` Q8_0, Q4_0 or Q4_K, as
+    /// Repacks GGML rows (`n` rows of `k` values, `ty` Q8_0, Q4_0, IQ4_NL or Q4_K, as
     /// `modelopt_quantize::ggml::quantize` writes them). The scales must be finite.
     pub fn from_ggml(ty: GgmlType, bytes: &[u8], n: usize, k: usize) -> Result<Self> {
         let format = match ty {
             GgmlType::Q8_0 => BlockFormat::Q8_0,
             GgmlType::Q4_0 => BlockFormat::Q4_0,
+            GgmlType::IQ4_NL => BlockFormat::IQ4_NL,
             GgmlType::Q4_K => BlockFormat::Q4_K,
             other => {
                 return Err(invalid(
@@ -230,7 +248,8 @@ impl PackedBlocks {
                         rec[32 * PR + 2 * r..32 * PR + 2 * r + 2]
                             .copy_from_slice(&q.d.to_le_bytes());
                     }
-                    BlockFormat::Q4_0 => {
+                    BlockFormat::Q4_0 | BlockFormat::IQ4_NL => {
+                        // Same layout: f16 d, then element j / j + 16 in the low / high nibble.
                         let q = BlockQ4_0::from_bytes(blk.try_into().expect("block size"));
                         check(q.d);
                         for j in 0..16 {
@@ -322,7 +341,7 @@ impl PackedBlocks {
         Ok(out)
     }
 
-    /// The weights back as GGML rows (for Q8_0, Q4_0, Q4_K; `None` for int4).
+    /// The weights back as GGML rows (for Q8_0, Q4_0, IQ4_NL, Q4_K; `None` for int4).
     pub fn to_ggml(&self) -> Option<Vec<u8>> {
         let nb = self.k / self.format.block_size();
         let mut out = Vec::new();
@@ -347,6 +366,13 @@ impl PackedBlocks {
                     }
                     BlockFormat::Q4_0 => {
                         let blk = BlockQ4_0 {
+                            d: f16_at(16 * PR + 2 * r),
+                            qs: std::array::from_fn(|j| nib(j) | (nib(j + 16) << 4)),
+                        };
+                        out.extend_from_slice(&blk.to_bytes());
+                    }
+                    BlockFormat::IQ4_NL => {
+                        let blk = BlockIQ4_NL {
                             d: f16_at(16 * PR + 2 * r),
                             qs: std::array::from_fn(|j| nib(j) | (nib(j + 16) << 4)),
                         };

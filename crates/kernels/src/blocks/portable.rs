@@ -3,7 +3,7 @@
 
 use half::f16;
 
-use super::{BlockFormat, PR, nibble_at};
+use super::{BlockFormat, IQ4NL_U8, PR, nibble_at};
 
 fn f16_at(rec: &[u8], o: usize) -> f32 {
     f16::from_le_bytes([rec[o], rec[o + 1]]).to_f32()
@@ -50,6 +50,13 @@ pub(super) fn panel(
                         f32::from_le_bytes(rec[at..at + 4].try_into().expect("4 bytes"))
                     };
                     *o += isum as f32 * (dw * dx);
+                }
+                BlockFormat::IQ4_NL => {
+                    let dot: i32 = (0..bs)
+                        .map(|c| IQ4NL_U8[nib(rec, r, c) as usize] as i32 * xs[c] as i32)
+                        .sum();
+                    let isum = dot - 128 * sums[b];
+                    *o += isum as f32 * (f16_at(rec, 16 * PR + 2 * r) * dx);
                 }
                 BlockFormat::Q4_K => {
                     let base = 128 * PR;

@@ -49,6 +49,17 @@ fn reference(
                         }
                         blk.d.to_f64() * dx * dot(&c)
                     }
+                    BlockFormat::IQ4_NL => {
+                        let rb = ggml::GgmlType::IQ4_NL.row_bytes(k).unwrap();
+                        let blk =
+                            BlockIQ4_NL::from_bytes(w[r * rb + b * 18..][..18].try_into().unwrap());
+                        let mut c = vec![0i32; 32];
+                        for j in 0..16 {
+                            c[j] = ggml::KVALUES_IQ4NL[(blk.qs[j] & 15) as usize] as i32;
+                            c[j + 16] = ggml::KVALUES_IQ4NL[(blk.qs[j] >> 4) as usize] as i32;
+                        }
+                        blk.d.to_f64() * dx * dot(&c)
+                    }
                     BlockFormat::Int4 { group } => {
                         let (codes, scales) = int4.unwrap();
                         let c: Vec<i32> = codes[r * k + b * group..][..group]
@@ -119,6 +130,7 @@ fn check(format: BlockFormat, n: usize, k: usize, m: usize, seed: u64, scale_x: 
             let ty = match format {
                 BlockFormat::Q8_0 => GgmlType::Q8_0,
                 BlockFormat::Q4_0 => GgmlType::Q4_0,
+                BlockFormat::IQ4_NL => GgmlType::IQ4_NL,
                 _ => GgmlType::Q4_K,
             };
             let bytes = ggml::quantize(ty, &w).unwrap();
@@ -160,6 +172,7 @@ fn every_format_matches_the_written_out_arithmetic_and_the_portable_kernel() {
     for (format, k) in [
         (BlockFormat::Q8_0, 96),
         (BlockFormat::Q4_0, 128),
+        (BlockFormat::IQ4_NL, 96),
         (BlockFormat::Int4 { group: 32 }, 96),
         (BlockFormat::Int4 { group: 8 }, 40),
         (BlockFormat::Int4 { group: 128 }, 256),

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{BlockFormat, PR};
+use super::{BlockFormat, IQ4NL_U8, PR};
 
 /// Records prefetched ahead of the one being multiplied.
 const PREFETCH: usize = 4;
@@ -80,6 +80,28 @@ pub(super) unsafe fn panel_avx512(
                     } else {
                         _mm512_loadu_ps(rec.add(bs / 2 * PR).cast())
                     };
+                    acc = _mm512_add_ps(
+                        acc,
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dx)),
+                    );
+                }
+                BlockFormat::IQ4_NL => {
+                    // Levels + 128 looked up 16 at a time (the table in every 128-bit lane).
+                    let lut = _mm512_broadcast_i32x4(_mm_loadu_si128(IQ4NL_U8.as_ptr().cast()));
+                    let (mut a, mut c) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                    for v in 0..4 {
+                        let w = _mm512_loadu_si512(rec.add(64 * v).cast());
+                        let lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(w, low));
+                        let hi = _mm512_shuffle_epi8(
+                            lut,
+                            _mm512_and_si512(_mm512_srli_epi16(w, 4), low),
+                        );
+                        a = _mm512_dpbusd_epi32(a, lo, bcast(x.add(8 * v)));
+                        c = _mm512_dpbusd_epi32(c, hi, bcast(x.add(8 * v + 4)));
+                    }
+                    let isum =
+                        _mm512_sub_epi32(_mm512_add_epi32(a, c), _mm512_set1_epi32(128 * sums[b]));
+                    let dw = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(16 * PR).cast()));
                     acc = _mm512_add_ps(
                         acc,
                         _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dx)),
@@ -192,6 +214,43 @@ pub(super) unsafe fn panel_avx2(
                         } else {
                             _mm256_loadu_ps(rec.add(bs / 2 * PR + 32 * h).cast())
                         };
+                        acc = _mm256_add_ps(
+                            acc,
+                            _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, dx)),
+                        );
+                    }
+                    BlockFormat::IQ4_NL => {
+                        // Levels + 128 reach 241: low 7 bits and top bit apart, as for Q8_0.
+                        let lut =
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128(IQ4NL_U8.as_ptr().cast()));
+                        let c128 = _mm256_set1_epi16(128);
+                        let seven = _mm256_set1_epi8(0x7f);
+                        let mut a = _mm256_setzero_si256();
+                        for v in 0..4 {
+                            let w = _mm256_loadu_si256(rec.add(64 * v + 32 * h).cast());
+                            let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(w, low));
+                            let hi = _mm256_shuffle_epi8(
+                                lut,
+                                _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
+                            );
+                            for (u, xv) in
+                                [(lo, bcast(x.add(8 * v))), (hi, bcast(x.add(8 * v + 4)))]
+                            {
+                                let ul = _mm256_and_si256(u, seven);
+                                let uh =
+                                    _mm256_and_si256(_mm256_srli_epi16(u, 7), _mm256_set1_epi8(1));
+                                a = _mm256_add_epi32(
+                                    a,
+                                    _mm256_madd_epi16(_mm256_maddubs_epi16(ul, xv), ones),
+                                );
+                                a = _mm256_add_epi32(
+                                    a,
+                                    _mm256_madd_epi16(_mm256_maddubs_epi16(uh, xv), c128),
+                                );
+                            }
+                        }
+                        let isum = _mm256_sub_epi32(a, _mm256_set1_epi32(128 * sums[b]));
+                        let dw = _mm256_cvtph_ps(_mm_loadu_si128(rec.add(16 * PR + 16 * h).cast()));
                         acc = _mm256_add_ps(
                             acc,
                             _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, dx)),

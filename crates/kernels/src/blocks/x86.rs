@@ -77,7 +77,11 @@ pub(super) unsafe fn panel_avx512(
                 }
                 BlockFormat::Q4_0 | BlockFormat::Int4 { .. } => {
                     // A constant trip count for Q4_0 lets the nibble loop unroll.
-                    let vectors = if format == BlockFormat::Q4_0 { 4 } else { bs / 8 };
+                    let vectors = if format == BlockFormat::Q4_0 {
+                        4
+                    } else {
+                        bs / 8
+                    };
                     let dot = nibbles(rec, x, 0, vectors);
                     let isum = _mm512_sub_epi32(dot, _mm512_set1_epi32(8 * sums[b]));
                     let dw = if format == BlockFormat::Q4_0 {

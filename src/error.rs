@@ -25,6 +25,9 @@ pub enum Error {
     /// From distillation.
     #[error(transparent)]
     Distill(#[from] modelopt_distill::DistillError),
+    /// From the quantized kernels.
+    #[error(transparent)]
+    Kernels(#[from] modelopt_kernels::KernelError),
     /// From reading or writing model files.
     #[error(transparent)]
     Io(#[from] modelopt_io::IoError),

@@ -19,10 +19,12 @@
 mod error;
 pub mod pipeline;
 pub mod prelude;
+pub mod quantized;
 
 pub use error::{Error, Result};
 pub use modelopt_distill as distill;
 pub use modelopt_io as io;
+pub use modelopt_kernels as kernels;
 pub use modelopt_nn as nn;
 pub use modelopt_prune as prune;
 pub use modelopt_quantize as quantize;

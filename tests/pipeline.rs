@@ -55,6 +55,7 @@ fn pipeline_runs_every_stage_and_measures_files() {
             "pruned 2:4",
             "pruned 2:4 + KD fine-tune",
             "int8 per-channel (PTQ)",
+            "int8 static, entropy-calibrated (PTQ)",
             "int4 grouped (PTQ)",
             "int4 grouped + QAT"
         ]
@@ -81,6 +82,30 @@ fn pipeline_runs_every_stage_and_measures_files() {
     assert!((int8.test_accuracy - tuned.test_accuracy).abs() <= 0.02);
     assert!(int8.bytes * 2 < tuned.bytes);
     assert!(report.compression() > 10.0);
+    // The quantized rows run in integers; their accuracy is within 0.3 points of the same
+    // weights dequantized to f32, and every row has a latency.
+    for s in &report.stages {
+        if let Some(sim) = s.simulated_accuracy {
+            assert!(
+                (s.test_accuracy - sim).abs() <= 0.003 + 1e-12,
+                "{}: {} vs simulated {sim}",
+                s.stage,
+                s.test_accuracy
+            );
+        }
+        assert!(
+            s.latency_b1_us > 0.0 && s.latency_b64_us > 0.0,
+            "{}",
+            s.stage
+        );
+    }
+    assert!(
+        report
+            .stage("int4 grouped (PTQ)")
+            .unwrap()
+            .simulated_accuracy
+            .is_some()
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -21,6 +21,7 @@
 //! # Ok::<(), modelopt::Error>(())
 //! ```
 
+mod integer;
 mod model_file;
 mod qat;
 mod report;
@@ -41,6 +42,7 @@ pub use qat::QatStudent;
 pub use report::{PipelineReport, StageReport};
 
 use crate::Result;
+use crate::quantized::Calibration;
 
 /// How the student is pruned: which structure, how much (per weight matrix, L1 magnitude).
 ///
@@ -192,6 +194,8 @@ impl PipelineBuilder {
 struct Eval<'a, 'd> {
     test: &'a Dataset<'d, f32>,
     teacher_test: Array2<f32>,
+    /// Inputs the static activation scales are calibrated on (the training split).
+    calibration: Array2<f32>,
 }
 
 impl Eval<'_, '_> {
@@ -207,6 +211,8 @@ impl Eval<'_, '_> {
         // Measure the model as a user would get it: read back from the file just written.
         let loaded = load_mlp(path, net)?;
         let out = loaded.predict(&self.test.inputs())?;
+        let (latency_b1_us, latency_b64_us) =
+            integer::latency(&self.test.inputs(), |x| Ok(loaded.predict(&x)?))?;
         let params = loaded.named_parameters();
         Ok(StageReport {
             stage: stage.to_string(),
@@ -219,6 +225,9 @@ impl Eval<'_, '_> {
             bytes,
             test_accuracy: accuracy(&out, self.test.labels())?,
             agreement: agreement(&out, &self.teacher_test)?,
+            simulated_accuracy: None,
+            latency_b1_us,
+            latency_b64_us,
             seconds: started.elapsed().as_secs_f64(),
             path: path.to_path_buf(),
         })
@@ -279,6 +288,7 @@ impl Pipeline {
         let eval = Eval {
             test,
             teacher_test: Teacher::predict(teacher, &test.inputs())?,
+            calibration: train.inputs().to_owned(),
         };
         let mut report = PipelineReport::default();
 
@@ -370,23 +380,36 @@ impl Pipeline {
             )?);
         }
 
+        // The quantized stages run in integers (crate::quantized); each row also gives the
+        // accuracy of the same weights dequantized to f32 (the simulation).
         let t0 = Instant::now();
-        report.stages.push(eval.row(
+        report.stages.push(eval.integer_row(
             "int8 per-channel (PTQ)",
             WeightFormat::Int8PerChannel,
+            None,
             &student.network,
-            &file("student-int8"),
+            (&file("student-int8-w8a8"), &file("student-int8")),
+            t0,
+        )?);
+        let t0 = Instant::now();
+        report.stages.push(eval.integer_row(
+            "int8 static, entropy-calibrated (PTQ)",
+            WeightFormat::Int8PerChannel,
+            Some(Calibration::Entropy),
+            &student.network,
+            (&file("student-int8-w8a8-static"), &file("student-int8")),
             t0,
         )?);
         let int4 = WeightFormat::Int4Grouped {
             group_size: self.int4_group_size,
         };
         let t0 = Instant::now();
-        report.stages.push(eval.row(
+        report.stages.push(eval.integer_row(
             "int4 grouped (PTQ)",
             int4,
+            None,
             &student.network,
-            &file("student-int4"),
+            (&file("student-int4-w4a8"), &file("student-int4")),
             t0,
         )?);
         if self.qat_epochs > 0 {
@@ -397,11 +420,12 @@ impl Pipeline {
             self.trainer(self.qat_epochs, self.learning_rate * 0.1)?
                 .fit(&mut qat, &kd, None, &train, Some(&validation), Hooks::new())?;
             let tuned = qat.into_float();
-            report.stages.push(eval.row(
+            report.stages.push(eval.integer_row(
                 "int4 grouped + QAT",
                 int4,
+                None,
                 &tuned.network,
-                &file("student-int4-qat"),
+                (&file("student-int4-qat-w4a8"), &file("student-int4-qat")),
                 t0,
             )?);
         }

@@ -68,7 +68,7 @@ impl WeightFormat {
         }
     }
 
-    fn effective_group(group_size: usize, in_features: usize) -> usize {
+    pub(crate) fn effective_group(group_size: usize, in_features: usize) -> usize {
         if group_size > 0 && in_features.is_multiple_of(group_size) {
             group_size
         } else {

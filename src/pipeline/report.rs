@@ -21,6 +21,13 @@ pub struct StageReport {
     pub test_accuracy: f64,
     /// Top-1 agreement with the teacher on the test split.
     pub agreement: f64,
+    /// For rows run in integers: the test accuracy of the same quantized weights dequantized to
+    /// f32 (the simulation the integer path replaces); `None` for float rows.
+    pub simulated_accuracy: Option<f64>,
+    /// Inference time per sample at batch 1, one thread, in microseconds (best of 3 passes).
+    pub latency_b1_us: f64,
+    /// Inference time per sample at batch 64, one thread, in microseconds (best of 3 passes).
+    pub latency_b64_us: f64,
     /// Wall time of the stage in seconds.
     pub seconds: f64,
     /// The file written.
@@ -56,19 +63,35 @@ impl PipelineReport {
     /// A plain-text table, one row per stage.
     pub fn to_table(&self) -> String {
         let mut out = format!(
-            "{:<40} {:>9} {:>10} {:>9} {:>11} {:>9} {:>10} {:>7}\n",
-            "stage", "format", "params", "nonzero", "bytes", "test acc", "agreement", "time s"
+            "{:<40} {:>12} {:>8} {:>8} {:>9} {:>9} {:>8} {:>10} {:>9} {:>10} {:>7}\n",
+            "stage",
+            "format",
+            "params",
+            "nonzero",
+            "bytes",
+            "test acc",
+            "sim acc",
+            "agreement",
+            "us/x b1",
+            "us/x b64",
+            "time s"
         );
         for s in &self.stages {
+            let sim = s
+                .simulated_accuracy
+                .map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
             out.push_str(&format!(
-                "{:<40} {:>9} {:>10} {:>9} {:>11} {:>8.2}% {:>9.2}% {:>7.2}\n",
+                "{:<40} {:>12} {:>8} {:>8} {:>9} {:>8.2}% {:>8} {:>9.2}% {:>9.2} {:>10.3} {:>7.2}\n",
                 s.stage,
                 s.format,
                 s.parameters,
                 s.nonzero,
                 s.bytes,
                 100.0 * s.test_accuracy,
+                sim,
                 100.0 * s.agreement,
+                s.latency_b1_us,
+                s.latency_b64_us,
                 s.seconds
             ));
         }
@@ -88,7 +111,9 @@ impl PipelineReport {
                 json!({
                     "stage": s.stage, "format": s.format, "parameters": s.parameters,
                     "nonzero": s.nonzero, "bytes": s.bytes, "test_accuracy": s.test_accuracy,
-                    "agreement": s.agreement, "seconds": s.seconds, "path": s.path.display().to_string(),
+                    "agreement": s.agreement, "seconds": s.seconds,
+                    "simulated_accuracy": s.simulated_accuracy,
+                    "latency_b1_us": s.latency_b1_us, "latency_b64_us": s.latency_b64_us, "path": s.path.display().to_string(),
                 })
             })
             .collect();

@@ -213,6 +213,17 @@ impl<A: Float> Mlp<A> {
         &mut self.layers
     }
 
+    /// The activation after every hidden layer.
+    ///
+    /// ```
+    /// use modelopt_nn::{Activation, Mlp};
+    /// assert_eq!(Mlp::<f32>::builder(&[4, 2]).build()?.activation(), Activation::Relu);
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
     /// The layer sizes, input first.
     ///
     /// ```

@@ -108,6 +108,28 @@ impl Window {
         let i = (o * self.stride[dim] + k * self.dilation[dim]).checked_sub(self.padding[dim])?;
         (i < size).then_some(i)
     }
+
+    /// The output positions `q` in `0..outputs` whose tap `k` lands inside the input (not in the
+    /// padding) in dimension `dim`, and the input index of the first of them: the positions are
+    /// contiguous, so the hot loops run without a bounds test per element.
+    #[inline]
+    pub(crate) fn valid_range(
+        &self,
+        dim: usize,
+        k: usize,
+        size: usize,
+        outputs: usize,
+    ) -> (std::ops::Range<usize>, usize) {
+        let (s, offset, pad) = (self.stride[dim], k * self.dilation[dim], self.padding[dim]);
+        // i = q s + offset - pad must satisfy 0 <= i < size.
+        let first = pad.saturating_sub(offset).div_ceil(s);
+        let last = match (size + pad).checked_sub(offset + 1) {
+            Some(max_qs) => (max_qs / s + 1).min(outputs),
+            None => 0,
+        };
+        let first = first.min(last);
+        (first..last, (first * s + offset).saturating_sub(pad))
+    }
 }
 
 /// Unfold one image `x` `[channels, height, width]` into `cols` `[channels * kh * kw, oh * ow]`:
@@ -144,16 +166,30 @@ pub fn im2col<A: Float>(x: &ArrayRef3<A>, window: &Window, cols: &mut ArrayRef2<
                 let out = out
                     .as_slice_mut()
                     .expect("rows of a standard-layout cols matrix are contiguous");
+                let (qs, iw0) = window.valid_range(1, j, width, ow);
+                let sw = window.stride[1];
                 for (r, out_row) in out.chunks_exact_mut(ow).enumerate() {
                     match window.source(0, r, i, height) {
                         None => out_row.fill(A::zero()),
                         Some(ih) => {
                             let src = plane.row(ih);
-                            for (q, v) in out_row.iter_mut().enumerate() {
-                                *v = match window.source(1, q, j, width) {
-                                    Some(iw) => src[iw],
-                                    None => A::zero(),
-                                };
+                            out_row[..qs.start].fill(A::zero());
+                            out_row[qs.end..].fill(A::zero());
+                            let dst = &mut out_row[qs.clone()];
+                            match src.as_slice() {
+                                Some(src) if sw == 1 => {
+                                    dst.copy_from_slice(&src[iw0..iw0 + dst.len()]);
+                                }
+                                Some(src) => {
+                                    for (t, v) in dst.iter_mut().enumerate() {
+                                        *v = src[iw0 + t * sw];
+                                    }
+                                }
+                                None => {
+                                    for (t, v) in dst.iter_mut().enumerate() {
+                                        *v = src[iw0 + t * sw];
+                                    }
+                                }
                             }
                         }
                     }
@@ -196,14 +232,32 @@ pub fn col2im<A: Float>(cols: &ArrayRef2<A>, window: &Window, dx: &mut ArrayRef3
         for i in 0..kh {
             for j in 0..kw {
                 let src = cols.row(row);
+                let (qs, iw0) = window.valid_range(1, j, width, ow);
+                let sw = window.stride[1];
                 for r in 0..oh {
                     let Some(ih) = window.source(0, r, i, height) else {
                         continue;
                     };
                     let mut dst = plane.row_mut(ih);
-                    for q in 0..ow {
-                        if let Some(iw) = window.source(1, q, j, width) {
-                            dst[iw] = dst[iw] + src[r * ow + q];
+                    let from = r * ow;
+                    match (dst.as_slice_mut(), src.as_slice()) {
+                        (Some(d), Some(sv)) => {
+                            let sv = &sv[from + qs.start..from + qs.end];
+                            if sw == 1 {
+                                for (o, &v) in d[iw0..iw0 + sv.len()].iter_mut().zip(sv) {
+                                    *o = *o + v;
+                                }
+                            } else {
+                                for (t, &v) in sv.iter().enumerate() {
+                                    d[iw0 + t * sw] = d[iw0 + t * sw] + v;
+                                }
+                            }
+                        }
+                        _ => {
+                            for (t, q) in qs.clone().enumerate() {
+                                let iw = iw0 + t * sw;
+                                dst[iw] = dst[iw] + src[from + q];
+                            }
                         }
                     }
                 }

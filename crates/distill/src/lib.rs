@@ -51,7 +51,7 @@ pub use kd::{KdLoss, KdLossBuilder};
 pub use mse::LogitMse;
 pub use npy::{read_npy, read_npy_2d, read_npy_labels};
 pub use schedule::LrSchedule;
-pub use student::{MlpStudent, Student, Teacher};
+pub use student::{MlpStudent, SequentialStudent, Student, Teacher};
 pub use trainer::{
     EpochMetrics, History, Hooks, SplitMetrics, StepInfo, Trainer, TrainerBuilder, distill_step,
     evaluate_split,

@@ -43,6 +43,7 @@ mod conv;
 mod dense;
 mod dropout;
 mod error;
+mod filter_pruning;
 mod im2col;
 mod init;
 mod layer;
@@ -61,6 +62,9 @@ pub use conv::{Conv2d, Conv2dBuilder};
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use error::{NnError, Result};
+pub use filter_pruning::{
+    FilterCriterion, PruneScope, filter_scores, fold_batch_norm, prune_filters, prune_filters_by,
+};
 pub use im2col::{Window, col2im, im2col};
 pub use init::Init;
 pub use layer::Layer;

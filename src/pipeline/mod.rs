@@ -22,6 +22,7 @@
 //! ```
 
 mod integer;
+mod cnn_file;
 mod model_file;
 mod qat;
 mod report;
@@ -37,6 +38,7 @@ use modelopt_prune::{Amount, L1Magnitude, Mask, Pruner, Structure};
 use modelopt_tensor_core::CoreError;
 use ndarray::Array2;
 
+pub use cnn_file::{load_sequential, save_sequential};
 pub use model_file::{WeightFormat, load_mlp, save_mlp};
 pub use qat::QatStudent;
 pub use report::{PipelineReport, StageReport};

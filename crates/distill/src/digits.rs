@@ -166,35 +166,46 @@ impl Digits {
             )
             .into());
         }
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
-        for class in 0..CLASSES {
-            let mut idx: Vec<usize> = (0..self.labels.len())
-                .filter(|&i| self.labels[i] == class)
-                .collect();
-            idx.shuffle(&mut rng);
-            let n = idx.len() as f64;
-            let (nv, nt) = (
-                (validation * n).round() as usize,
-                (test * n).round() as usize,
-            );
-            va.extend_from_slice(&idx[..nv.min(idx.len())]);
-            te.extend_from_slice(&idx[nv.min(idx.len())..(nv + nt).min(idx.len())]);
-            tr.extend_from_slice(&idx[(nv + nt).min(idx.len())..]);
-        }
-        let mut part = |mut idx: Vec<usize>| {
-            idx.shuffle(&mut rng);
-            DigitsPart {
-                inputs: self.inputs.select(Axis(0), &idx),
-                labels: idx.iter().map(|&i| self.labels[i]).collect(),
-            }
-        };
-        Ok(DigitsSplit {
-            train: part(tr),
-            validation: part(va),
-            test: part(te),
-        })
+        stratified_split(&self.inputs, &self.labels, validation, test, seed)
     }
+}
+
+/// The split behind [`Digits::split`] and [`crate::Mnist::split`]: per class, shuffle with `seed`
+/// and cut `round(validation * n_class)` for validation, `round(test * n_class)` for test, the rest
+/// for training; then shuffle each part. Fractions are checked by the callers.
+pub(crate) fn stratified_split(
+    inputs: &Array2<f32>,
+    labels: &[usize],
+    validation: f64,
+    test: f64,
+    seed: u64,
+) -> Result<DigitsSplit> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
+    for class in 0..CLASSES {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        idx.shuffle(&mut rng);
+        let n = idx.len() as f64;
+        let (nv, nt) = (
+            (validation * n).round() as usize,
+            (test * n).round() as usize,
+        );
+        va.extend_from_slice(&idx[..nv.min(idx.len())]);
+        te.extend_from_slice(&idx[nv.min(idx.len())..(nv + nt).min(idx.len())]);
+        tr.extend_from_slice(&idx[(nv + nt).min(idx.len())..]);
+    }
+    let mut part = |mut idx: Vec<usize>| {
+        idx.shuffle(&mut rng);
+        DigitsPart {
+            inputs: inputs.select(Axis(0), &idx),
+            labels: idx.iter().map(|&i| labels[i]).collect(),
+        }
+    };
+    Ok(DigitsSplit {
+        train: part(tr),
+        validation: part(va),
+        test: part(te),
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //! - Evaluation: [`accuracy`], [`agreement`] with the teacher, [`evaluate_split`]; a single
 //!   [`distill_step`] for custom loops and benchmarks.
 //! - Real data: [`Digits`], the UCI handwritten digits (8x8, 1,797 images, CC BY 4.0, shipped in
-//!   `data/`), with pixel scaling and a stratified, seeded train/validation/test split.
+//!   `data/`), with pixel scaling and a stratified, seeded train/validation/test split; [`Mnist`],
+//!   5,000 MNIST digits (28x28, 500 per class, CC BY-SA 3.0, shipped gzip-compressed in `data/`)
+//!   with the same split, for convolutional networks ([`SequentialStudent`]).
 //!
 //! ```
 //! use modelopt_distill::{Distiller, KdLoss};
@@ -34,6 +36,7 @@ mod error;
 mod evaluate;
 mod hint;
 mod kd;
+mod mnist;
 mod mse;
 mod npy;
 mod schedule;
@@ -48,10 +51,11 @@ pub use error::{DistillError, Result};
 pub use evaluate::{accuracy, agreement, argmax_rows};
 pub use hint::HintLoss;
 pub use kd::{KdLoss, KdLossBuilder};
+pub use mnist::Mnist;
 pub use mse::LogitMse;
 pub use npy::{read_npy, read_npy_2d, read_npy_labels};
 pub use schedule::LrSchedule;
-pub use student::{MlpStudent, Student, Teacher};
+pub use student::{MlpStudent, SequentialStudent, Student, Teacher};
 pub use trainer::{
     EpochMetrics, History, Hooks, SplitMetrics, StepInfo, Trainer, TrainerBuilder, distill_step,
     evaluate_split,

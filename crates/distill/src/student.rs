@@ -1,4 +1,4 @@
-use modelopt_nn::{Mlp, Optimizer};
+use modelopt_nn::{Mlp, Optimizer, Sequential};
 use modelopt_tensor_core::Float;
 use ndarray::{Array2, ArrayRef2};
 
@@ -76,6 +76,67 @@ impl<A: Float, O: Optimizer<A>> MlpStudent<A, O> {
 }
 
 impl<A: Float, O: Optimizer<A>> Student<A> for MlpStudent<A, O> {
+    fn forward(&mut self, x: &ArrayRef2<A>) -> Result<Array2<A>> {
+        self.network.set_training(true);
+        Ok(self.network.forward(x)?)
+    }
+
+    fn backward(&mut self, d_outputs: &ArrayRef2<A>) -> Result<()> {
+        Ok(self.network.backward(d_outputs)?)
+    }
+
+    fn step(&mut self, learning_rate: f64) -> Result<()> {
+        self.optimizer.set_learning_rate(learning_rate);
+        Ok(self.optimizer.step(&mut self.network)?)
+    }
+
+    fn predict(&self, x: &ArrayRef2<A>) -> Result<Array2<A>> {
+        Ok(self.network.predict(x)?)
+    }
+}
+
+impl<A: Float> Teacher<A> for Sequential<A> {
+    fn predict(&self, x: &ArrayRef2<A>) -> Result<Array2<A>> {
+        Ok(Sequential::predict(self, x)?)
+    }
+}
+
+/// A [`Sequential`] network (e.g. a CNN; inputs are rows of flattened images) with its optimizer:
+/// the ready-made [`Student`] for convolutional networks.
+///
+/// ```
+/// use modelopt_distill::{SequentialStudent, Student};
+/// use modelopt_nn::{Adam, Conv2d, Dense, Init, Layer, Sequential};
+/// use ndarray::Array2;
+/// use rand::SeedableRng;
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let net = Sequential::builder(&[1, 6, 6])
+///     .push(Layer::Conv2d(Conv2d::<f32>::builder(1, 2, 3).build(&mut rng)?))
+///     .push(Layer::Flatten)
+///     .push(Layer::Linear(Dense::new(32, 10, Init::HeNormal, &mut rng)?))
+///     .build()?;
+/// let mut s = SequentialStudent::new(net, Adam::builder(1e-3).build()?);
+/// let out = s.forward(&Array2::zeros((4, 36)))?;
+/// s.backward(&Array2::ones(out.raw_dim()))?;
+/// s.step(1e-3)?;
+/// # Ok::<(), modelopt_distill::DistillError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SequentialStudent<A, O> {
+    /// The network being trained.
+    pub network: Sequential<A>,
+    /// Its optimizer.
+    pub optimizer: O,
+}
+
+impl<A: Float, O: Optimizer<A>> SequentialStudent<A, O> {
+    /// Pair a network with an optimizer.
+    pub fn new(network: Sequential<A>, optimizer: O) -> Self {
+        SequentialStudent { network, optimizer }
+    }
+}
+
+impl<A: Float, O: Optimizer<A>> Student<A> for SequentialStudent<A, O> {
     fn forward(&mut self, x: &ArrayRef2<A>) -> Result<Array2<A>> {
         self.network.set_training(true);
         Ok(self.network.forward(x)?)

@@ -1,5 +1,5 @@
 use modelopt_tensor_core::{CoreError, Float};
-use ndarray::Array2;
+use ndarray::{Array, Array2, IntoDimension};
 
 use crate::Result;
 use crate::float_const as c;
@@ -62,10 +62,24 @@ impl Dropout {
     /// # Ok::<(), modelopt_nn::NnError>(())
     /// ```
     pub fn mask<A: Float>(&mut self, rows: usize, cols: usize) -> Array2<A> {
+        self.mask_like((rows, cols))
+    }
+
+    /// A fresh mask of any shape, e.g. `(batch, channels, height, width)` for a batch of feature
+    /// maps (each element dropped independently, as torch's `nn.Dropout`); the same stream as
+    /// [`Dropout::mask`] for the same number of elements.
+    ///
+    /// ```
+    /// use modelopt_nn::Dropout;
+    /// let m = Dropout::new(0.3, 1)?.mask_like::<f32, _>((2, 3, 4, 4));
+    /// assert_eq!(m.shape(), [2, 3, 4, 4]);
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
+    pub fn mask_like<A: Float, Sh: IntoDimension>(&mut self, shape: Sh) -> Array<A, Sh::Dim> {
         let keep: A = c(1.0 / (1.0 - self.p));
         // Compare 53-bit uniforms against p: exact for any p, and one cheap splitmix64 draw per element.
         let threshold = self.p;
-        Array2::from_shape_simple_fn((rows, cols), || {
+        Array::from_shape_simple_fn(shape.into_dimension(), || {
             let u = (splitmix64(&mut self.state) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
             if u < threshold { A::zero() } else { keep }
         })

@@ -38,6 +38,16 @@ pub enum NnError {
         /// What is wrong (missing, unexpected, wrong shape).
         reason: String,
     },
+    /// An error inside one layer of a [`crate::Sequential`], with the layer's name (`features.3`).
+    #[error("layer `{layer}` ({kind}): {source}")]
+    Layer {
+        /// The layer's name as in the `state_dict` (`0`, `features.3`, ...).
+        layer: String,
+        /// What kind of layer (`Conv2d`, `BatchNorm2d`, ...).
+        kind: &'static str,
+        /// The error.
+        source: Box<NnError>,
+    },
 }
 
 /// `Result` with [`NnError`].

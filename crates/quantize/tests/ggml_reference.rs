@@ -2,8 +2,10 @@
 //!
 //! `tests/data/ggml/input_f32.bin` is 64 rows x 1024 f32 (rows 48..63 are edge cases, see the
 //! reference README); `<type>.bin` holds those rows quantized by gguf-py 0.19 (simple types,
-//! bf16) or llama.cpp's `ggml_quantize_chunk` (K-quants); `dequant_<type>.bin` is gguf-py's
-//! `gguf.quants.dequantize` of rows `DEQUANT_ROWS` (see `make_dequant_refs.py`).
+//! bf16) or llama.cpp's `ggml_quantize_chunk` (K-quants, IQ4_NL, IQ4_XS; llama.cpp c392e509);
+//! `dequant_<type>.bin` is gguf-py's `gguf.quants.dequantize` of rows `DEQUANT_ROWS` (see
+//! `make_dequant_refs.py`). `tests/data/ggml_imatrix/`: the 1024 column weights
+//! `imatrix_f32.bin` and llama.cpp's bytes with them (`<type>_imatrix.bin`).
 
 use modelopt_quantize::ggml::{self, GgmlType, Par};
 
@@ -12,7 +14,13 @@ const COLS: usize = 1024;
 const DEQUANT_ROWS: [usize; 8] = [0, 20, 47, 48, 52, 54, 55, 63];
 
 fn data(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/ggml/{name}", env!("CARGO_MANIFEST_DIR"));
+    // `ggml_imatrix/...` names the importance-matrix folder, anything else is in `ggml/`.
+    let name = if name.contains('/') {
+        name.to_string()
+    } else {
+        format!("ggml/{name}")
+    };
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -117,14 +125,14 @@ reference_tests! {
     iq4_xs_matches_reference_bytes, iq4_xs_dequantize_matches_gguf_py, GgmlType::IQ4_XS;
 }
 
-/// `<type>_imatrix.bin`: llama.cpp's `ggml_quantize_chunk(type, x, out, 0, 64, 1024, imatrix)`
+/// `ggml_imatrix/<type>_imatrix.bin`: llama.cpp's `ggml_quantize_chunk(type, x, out, 0, 64, 1024, imatrix)`
 /// with the 1024 column weights of `imatrix_f32.bin` (c392e509, what `llama-quantize
 /// --imatrix` does for one tensor).
 fn check_quantize_imatrix(ty: GgmlType) {
     let x = input();
-    let imatrix = f32s(&data("imatrix_f32.bin"));
+    let imatrix = f32s(&data("ggml_imatrix/imatrix_f32.bin"));
     assert_eq!(imatrix.len(), COLS);
-    let reference = data(&format!("{}_imatrix.bin", ty.name()));
+    let reference = data(&format!("ggml_imatrix/{}_imatrix.bin", ty.name()));
     let row_bytes = ty.row_bytes(COLS).unwrap();
     assert_eq!(reference.len(), ROWS * row_bytes);
     let mut bad = Vec::new();

@@ -404,7 +404,7 @@ mod tests {
         use crate::ggml::GgmlType;
         use crate::ggml::rows::encode_iq4;
         let read = |name: &str| {
-            let path = format!("{}/tests/data/ggml/{name}", env!("CARGO_MANIFEST_DIR"));
+            let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
             std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
         };
         let f32s = |b: Vec<u8>| -> Vec<f32> {
@@ -414,11 +414,14 @@ mod tests {
                 .map(|c| f32::from_le_bytes(*c))
                 .collect()
         };
-        let x = f32s(read("input_f32.bin"));
-        let imatrix = f32s(read("imatrix_f32.bin"));
+        let x = f32s(read("ggml/input_f32.bin"));
+        let imatrix = f32s(read("ggml_imatrix/imatrix_f32.bin"));
         for ty in [GgmlType::IQ4_NL, GgmlType::IQ4_XS] {
-            for (suffix, qw) in [("", None), ("_imatrix", Some(&imatrix[..]))] {
-                let want = read(&format!("{}{suffix}.bin", ty.name()));
+            for (dir, suffix, qw) in [
+                ("ggml", "", None),
+                ("ggml_imatrix", "_imatrix", Some(&imatrix[..])),
+            ] {
+                let want = read(&format!("{dir}/{}{suffix}.bin", ty.name()));
                 let row_bytes = want.len() / 64;
                 for r in [0, 47, 48, 49, 51, 52, 53, 54, 55, 56, 57, 59, 60, 63] {
                     let mut got = vec![0u8; row_bytes];

@@ -15,7 +15,8 @@ both sides in the calling thread's CPU time (`time.thread_time()` for gguf-py,
 MODELOPT_BENCH_CLOCK=cpu for the bench), so time spent waiting for a core taken by another
 process does not count; `--clock wall` uses wall time on both sides.
 
-gguf-py does not implement the K-quants (NotImplementedError); for those, and for context, the
+gguf-py does not implement the K-quants nor IQ4_NL / IQ4_XS (NotImplementedError: it only
+dequantizes them); for those, and for context, the
 llama.cpp and candle figures of /work/shared/peers/PEERS.md (same kind of machine, measured on
 another day) are printed as quoted constants, labeled as such. Only the gguf-py column is a
 side-by-side measurement.
@@ -46,14 +47,18 @@ TYPES = [
     ("q4_K", "Q4_K"),
     ("q5_K", "Q5_K"),
     ("q6_K", "Q6_K"),
+    ("iq4_nl", "IQ4_NL"),
+    ("iq4_xs", "IQ4_XS"),
     ("f16", "F16"),
     ("bf16", "BF16"),
 ]
-DEQUANT = ["q8_0", "q4_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
+DEQUANT = ["q8_0", "q4_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"]
 
 # Quoted from /work/shared/peers/PEERS.md (1 thread, 4096x4096, GB/s): NOT measured by this script.
 LLAMA_CPP_QUOTED = {"q8_0": 1.04, "q4_0": 1.44, "q4_1": 1.70, "q5_0": 1.58, "q5_1": 1.37,
-                    "q4_K": 0.068, "q5_K": 0.082, "q6_K": 0.155}
+                    "q4_K": 0.068, "q5_K": 0.082, "q6_K": 0.155,
+                    # PEERS.md: llama.cpp's own IQ4 quantizers, no importance matrix
+                    "iq4_nl": 0.021, "iq4_xs": 0.021}
 CANDLE_QUOTED = {"q8_0": 1.01, "q4_0": 1.42, "q4_K": 0.27}  # candle's Q4_K is not llama.cpp-exact
 
 

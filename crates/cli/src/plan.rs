@@ -43,13 +43,11 @@ pub enum Target {
 }
 
 /// The 32-block type used when a row is not a multiple of 256, from llama.cpp's
-/// `llama_tensor_get_type` (`llama-quant.cpp`, `convert_incompatible_tensor`): q4_K -> q5_0,
-/// q5_K -> q5_1, q6_K -> q8_0. llama.cpp sends q2_K and q3_K to IQ4_NL (4.5 bits/weight, blocks
-/// of 32), which modelopt does not implement; they go to q4_0 instead, the simple type with the
-/// same block size and bits per weight.
+/// `llama_tensor_get_type` (`llama-quant.cpp`, `convert_incompatible_tensor`): q2_K, q3_K and
+/// iq4_xs -> iq4_nl, q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0.
 pub fn k_fallback(ty: GgmlType) -> Option<GgmlType> {
     match ty {
-        GgmlType::Q2_K | GgmlType::Q3_K => Some(GgmlType::Q4_0),
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::IQ4_XS => Some(GgmlType::IQ4_NL),
         GgmlType::Q4_K => Some(GgmlType::Q5_0),
         GgmlType::Q5_K => Some(GgmlType::Q5_1),
         GgmlType::Q6_K => Some(GgmlType::Q8_0),
@@ -181,8 +179,9 @@ mod tests {
             Action::Copy(_)
         ));
         for (k, simple) in [
-            (GgmlType::Q2_K, GgmlType::Q4_0),
-            (GgmlType::Q3_K, GgmlType::Q4_0),
+            (GgmlType::Q2_K, GgmlType::IQ4_NL),
+            (GgmlType::Q3_K, GgmlType::IQ4_NL),
+            (GgmlType::IQ4_XS, GgmlType::IQ4_NL),
             (GgmlType::Q5_K, GgmlType::Q5_1),
         ] {
             assert!(matches!(

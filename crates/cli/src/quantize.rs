@@ -42,10 +42,10 @@ pub enum QuantType {
     /// GGML Q5_1 (6 bits/weight).
     #[value(name = "q5_1")]
     Q5_1,
-    /// GGML Q2_K (2.625 bits/weight; rows not a multiple of 256 fall back to q4_0).
+    /// GGML Q2_K (2.625 bits/weight; rows not a multiple of 256 fall back to iq4_nl).
     #[value(name = "q2_k")]
     Q2K,
-    /// GGML Q3_K (3.4375 bits/weight; rows not a multiple of 256 fall back to q4_0).
+    /// GGML Q3_K (3.4375 bits/weight; rows not a multiple of 256 fall back to iq4_nl).
     #[value(name = "q3_k")]
     Q3K,
     /// GGML Q4_K (4.5 bits/weight; rows not a multiple of 256 fall back to q5_0).
@@ -57,6 +57,14 @@ pub enum QuantType {
     /// GGML Q6_K (6.5625 bits/weight; rows not a multiple of 256 fall back to q8_0).
     #[value(name = "q6_k")]
     Q6K,
+    /// GGML IQ4_NL: 32 weights, f16 scale + 4-bit indices into a non-uniform 16-level table
+    /// (4.5 bits/weight).
+    #[value(name = "iq4_nl")]
+    Iq4Nl,
+    /// GGML IQ4_XS: 256 weights, f16 scale, 6-bit scales per 32, 4-bit non-uniform indices
+    /// (4.25 bits/weight; rows not a multiple of 256 fall back to iq4_nl).
+    #[value(name = "iq4_xs")]
+    Iq4Xs,
     /// Signed 8-bit symmetric, one f32 scale per output channel (axis 0); safetensors only.
     #[value(name = "int8")]
     Int8,
@@ -79,6 +87,8 @@ impl QuantType {
             QuantType::Q4K => GgmlType::Q4_K,
             QuantType::Q5K => GgmlType::Q5_K,
             QuantType::Q6K => GgmlType::Q6_K,
+            QuantType::Iq4Nl => GgmlType::IQ4_NL,
+            QuantType::Iq4Xs => GgmlType::IQ4_XS,
             QuantType::Int8 => return Target::Int8,
             QuantType::Int4 => return Target::Int4 { group_size },
         })

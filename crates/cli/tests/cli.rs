@@ -6,8 +6,9 @@ use common::{files_in, modelopt, ok, ok_json, small_model, temp_dir};
 use modelopt_io::{Checkpoint, DType};
 use modelopt_quantize::ggml::GgmlType;
 
-const GGML_TYPES: [&str; 10] = [
-    "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
+const GGML_TYPES: [&str; 12] = [
+    "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl",
+    "iq4_xs",
 ];
 
 #[test]
@@ -78,7 +79,8 @@ fn quantize_every_ggml_type_to_both_formats_and_compare_agrees() {
                 ),
                 "q6_k" => assert_eq!(h["type"], "q8_0"),
                 "q5_k" => assert_eq!(h["type"], "q5_1"),
-                "q2_k" | "q3_k" => assert_eq!(h["type"], "q4_0"),
+                // As llama.cpp: q2_K, q3_K and iq4_xs fall back to iq4_nl.
+                "q2_k" | "q3_k" | "iq4_xs" => assert_eq!(h["type"], "iq4_nl"),
                 _ => assert_eq!(h["type"].as_str().unwrap().to_lowercase(), ty),
             }
             // 1-D, integer and odd-row tensors are copied: F32 in GGUF, as stored in safetensors.
@@ -100,7 +102,7 @@ fn quantize_every_ggml_type_to_both_formats_and_compare_agrees() {
                 );
                 let floor = match ty {
                     "q8_0" | "q6_k" => 35.0,
-                    // Q2_K/Q3_K on the 512-wide rows; the 384-wide rows fall back to q4_0.
+                    // Q2_K/Q3_K on the 512-wide rows; the 384-wide rows fall back to iq4_nl.
                     "q2_k" if name == "blk.0.w" => 5.0,
                     "q3_k" if name == "blk.0.w" => 10.0,
                     _ => 15.0,

@@ -37,7 +37,7 @@ fn numpy_snippet_of_formats_md_matches_modelopt() {
          print(len(want))\n",
         snippet()
     );
-    for ty in ["int8", "int4", "q8_0", "q4_0"] {
+    for ty in ["int8", "int4", "q8_0", "q4_0", "iq4_nl"] {
         let out = dir.join(format!("{ty}.safetensors"));
         ok(&[
             "quantize",

@@ -58,7 +58,7 @@ fn reference_model(dir: &Path) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// The cases of truth.json this build reproduces (`+imatrix`: run with `--imatrix`).
-const CASES: [&str; 18] = [
+const CASES: [&str; 22] = [
     "Q4_K_M",
     "Q5_K_M",
     "Q3_K_M",
@@ -77,11 +77,15 @@ const CASES: [&str; 18] = [
     "Q8_0+imatrix",
     "Q4_0+imatrix",
     "Q3_K_L+imatrix",
+    "IQ4_NL",
+    "IQ4_XS",
+    "IQ4_NL+imatrix",
+    "IQ4_XS+imatrix",
 ];
 
 /// The cases run by default (one per family of rules; each K-quant preset costs seconds in a
 /// debug build); `MODELOPT_ALL_PRESETS=1` runs every case of [`CASES`].
-const QUICK: [&str; 4] = ["Q3_K_M", "Q4_K_M", "Q4_0", "Q4_0+imatrix"];
+const QUICK: [&str; 5] = ["Q3_K_M", "Q4_K_M", "Q4_0", "Q4_0+imatrix", "IQ4_XS"];
 
 /// The tensor names of a case in llama-quantize's order (truth.json keeps it; serde_json's map
 /// does not).

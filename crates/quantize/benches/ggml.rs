@@ -54,7 +54,7 @@ fn weights() -> Vec<f32> {
         .collect()
 }
 
-const TYPES: [GgmlType; 12] = [
+const TYPES: [GgmlType; 14] = [
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
@@ -65,6 +65,8 @@ const TYPES: [GgmlType; 12] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
     GgmlType::F16,
     GgmlType::BF16,
 ];
@@ -147,6 +149,8 @@ fn bench(c: &mut Criterion) {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
     ] {
         let Ok(q) = ggml::quantize(ty, &w) else {
             continue;

@@ -113,4 +113,44 @@ reference_tests! {
     q4_k_matches_reference_bytes, q4_k_dequantize_matches_gguf_py, GgmlType::Q4_K;
     q6_k_matches_reference_bytes, q6_k_dequantize_matches_gguf_py, GgmlType::Q6_K;
     bf16_matches_reference_bytes, bf16_dequantize_matches_gguf_py, GgmlType::BF16;
+    iq4_nl_matches_reference_bytes, iq4_nl_dequantize_matches_gguf_py, GgmlType::IQ4_NL;
+    iq4_xs_matches_reference_bytes, iq4_xs_dequantize_matches_gguf_py, GgmlType::IQ4_XS;
+}
+
+/// `<type>_imatrix.bin`: llama.cpp's `ggml_quantize_chunk(type, x, out, 0, 64, 1024, imatrix)`
+/// with the 1024 column weights of `imatrix_f32.bin` (c392e509, what `llama-quantize
+/// --imatrix` does for one tensor).
+fn check_quantize_imatrix(ty: GgmlType) {
+    let x = input();
+    let imatrix = f32s(&data("imatrix_f32.bin"));
+    assert_eq!(imatrix.len(), COLS);
+    let reference = data(&format!("{}_imatrix.bin", ty.name()));
+    let row_bytes = ty.row_bytes(COLS).unwrap();
+    assert_eq!(reference.len(), ROWS * row_bytes);
+    let mut bad = Vec::new();
+    for r in 0..ROWS {
+        let mut out = vec![0u8; row_bytes];
+        ggml::quantize_row_imatrix(ty, &x[r * COLS..(r + 1) * COLS], &imatrix, &mut out).unwrap();
+        if out != reference[r * row_bytes..(r + 1) * row_bytes] {
+            bad.push(r);
+        }
+    }
+    assert!(bad.is_empty(), "{}: mismatching rows {bad:?}", ty.name());
+    let mut all = vec![0u8; ROWS * row_bytes];
+    ggml::quantize_rows_imatrix(ty, &x, COLS, &imatrix, &mut all, Par::all_cores()).unwrap();
+    assert!(
+        all == reference,
+        "{}: quantize_rows_imatrix differs",
+        ty.name()
+    );
+}
+
+#[test]
+fn iq4_nl_imatrix_matches_reference_bytes() {
+    check_quantize_imatrix(GgmlType::IQ4_NL);
+}
+
+#[test]
+fn iq4_xs_imatrix_matches_reference_bytes() {
+    check_quantize_imatrix(GgmlType::IQ4_XS);
 }

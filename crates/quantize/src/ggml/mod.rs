@@ -7,10 +7,13 @@
 //!   [`quantize`] / [`dequantize`] returning new buffers, and [`quantize_rows`] /
 //!   [`dequantize_rows`] splitting whole rows over threads with a [`Par`] value.
 //! - One `#[repr(C)]` block type per format ([`BlockQ8_0`], [`BlockQ4_0`], ..., [`BlockQ2_K`],
-//!   [`BlockQ3_K`], [`BlockQ4_K`], [`BlockQ5_K`], [`BlockQ6_K`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
+//!   [`BlockQ3_K`], [`BlockQ4_K`], [`BlockQ5_K`], [`BlockQ6_K`], [`BlockIQ4_NL`],
+//!   [`BlockIQ4_XS`]) with `quantize` / `dequantize` / `to_bytes` / `from_bytes` and the
 //!   associated constants `TYPE`, `BLOCK_SIZE`, `TYPE_SIZE`.
-//! - Importance-weighted quantization (llama.cpp's `quant_weights`, `llama-quantize
-//!   --imatrix`): [`quantize_row_imatrix`] / [`quantize_rows_imatrix`], one weight per column.
+//! - Importance weights (llama.cpp's `quant_weights`, one per column, what `llama-quantize
+//!   --imatrix` passes): [`quantize_row_imatrix`] / [`quantize_rows_imatrix`], byte-exact with
+//!   `ggml_quantize_chunk(type, ..., imatrix)` for Q4_0..Q5_1, Q2_K..Q6_K, IQ4_NL and IQ4_XS
+//!   (ignored by Q8_0 and the float types, as in llama.cpp).
 //!
 //! Every quantizer reproduces llama.cpp's reference C code (`quantize_row_*_ref`) and gguf-py's
 //! `gguf.quants.quantize` byte for byte, including their rounding quirks: Q8_0 rounds half away
@@ -27,6 +30,17 @@
 //! of the 64 rows), while this crate, which keeps the search codes, matches all 64 rows of
 //! every type byte for byte. The scales, mins, `d` and `dmin` are the same either way; files
 //! from a llama.cpp build that does run the pass would differ in those codes only.
+//!
+//! IQ4_NL and IQ4_XS (`quantize_iq4_nl` / `quantize_iq4_xs`, which `ggml_quantize_chunk` runs):
+//! 4-bit indices into the 16 non-uniform levels [`KVALUES_IQ4NL`], whose scale per 32 weights is
+//! searched among 16 candidates, each scored by a weighted least-squares fit to the nearest
+//! levels; IQ4_XS then stores the block scales in 6 bits under an f16 super-block scale and
+//! re-derives the indices from them. The search runs the 16 candidates as 16 lanes (one AVX-512
+//! register, the nearest level found by bucketed thresholds; elsewhere a branch-free loop the
+//! compiler vectorises), and matches llama.cpp c392e509's bytes on all reference rows, with and
+//! without importance weights. One deliberate difference: where every importance weight of a
+//! block is 0, c392e509 computes a scale of 0/0 (NaN in the file); this crate writes 0, as
+//! newer llama.cpp does.
 //!
 //! The hot loops are plain Rust over fixed-size arrays, compiled twice: for the baseline target
 //! and, chosen at run time, for AVX2 (same source, so same results). On CPUs with AVX-512
@@ -47,6 +61,7 @@ mod error_sums;
 mod f16_bits;
 mod float;
 mod imatrix;
+mod iq4;
 mod k_quants;
 mod q4;
 mod q5;
@@ -58,6 +73,9 @@ mod simd_avx512;
 
 pub use error_sums::error_sums;
 pub use imatrix::{quantize_row_imatrix, quantize_rows_imatrix};
+pub use iq4::KVALUES_IQ4NL;
+pub use iq4::nl::BlockIQ4_NL;
+pub use iq4::xs::BlockIQ4_XS;
 pub use k_quants::q2_k::BlockQ2_K;
 pub use k_quants::q3_k::BlockQ3_K;
 pub use k_quants::q4_k::BlockQ4_K;
@@ -110,13 +128,18 @@ pub enum GgmlType {
     Q5_K,
     /// 256-weight super-block, 6-bit with 8-bit sub-block scales.
     Q6_K,
+    /// 32 weights: f16 scale + 32 x 4-bit indices into the non-uniform levels [`KVALUES_IQ4NL`].
+    IQ4_NL,
+    /// 256-weight super-block of 8 x 32: f16 scale, 6-bit block scales, 4-bit indices into
+    /// [`KVALUES_IQ4NL`].
+    IQ4_XS,
     /// bfloat16.
     BF16,
 }
 
 impl GgmlType {
     /// Every type this crate knows, in GGUF id order.
-    pub const ALL: [GgmlType; 13] = [
+    pub const ALL: [GgmlType; 15] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::Q4_0,
@@ -129,6 +152,8 @@ impl GgmlType {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
         GgmlType::BF16,
     ];
 
@@ -151,6 +176,8 @@ impl GgmlType {
             GgmlType::Q4_K => 12,
             GgmlType::Q5_K => 13,
             GgmlType::Q6_K => 14,
+            GgmlType::IQ4_NL => 20,
+            GgmlType::IQ4_XS => 23,
             GgmlType::BF16 => 30,
         }
     }
@@ -172,12 +199,18 @@ impl GgmlType {
     pub const fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
-                32
-            }
-            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
-                256
-            }
+            GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q5_0
+            | GgmlType::Q5_1
+            | GgmlType::Q8_0
+            | GgmlType::IQ4_NL => 32,
+            GgmlType::Q2_K
+            | GgmlType::Q3_K
+            | GgmlType::Q4_K
+            | GgmlType::Q5_K
+            | GgmlType::Q6_K
+            | GgmlType::IQ4_XS => 256,
         }
     }
 
@@ -200,6 +233,8 @@ impl GgmlType {
             GgmlType::Q4_K => 144,
             GgmlType::Q5_K => 176,
             GgmlType::Q6_K => 210,
+            GgmlType::IQ4_NL => 18,
+            GgmlType::IQ4_XS => 136,
         }
     }
 
@@ -222,6 +257,8 @@ impl GgmlType {
             GgmlType::Q4_K => "q4_K",
             GgmlType::Q5_K => "q5_K",
             GgmlType::Q6_K => "q6_K",
+            GgmlType::IQ4_NL => "iq4_nl",
+            GgmlType::IQ4_XS => "iq4_xs",
             GgmlType::BF16 => "bf16",
         }
     }

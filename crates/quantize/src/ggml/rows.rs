@@ -5,10 +5,11 @@ use std::sync::Mutex;
 
 use modelopt_tensor_core::{CoreError, Par};
 
+use super::iq4::{self, Kernel};
 use super::simd::{all_finite, first_non_finite};
 use super::{
-    BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
-    BlockQ6_K, BlockQ8_0, GgmlType, float,
+    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
+    BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, GgmlType, float,
 };
 use crate::{QuantError, Result};
 
@@ -44,6 +45,87 @@ codec! {
     BlockQ4_K => 256, 144;
     BlockQ5_K => 256, 176;
     BlockQ6_K => 256, 210;
+}
+
+/// The IQ4 blocks decode like the others; they encode through [`encode_iq4`], which takes the
+/// search kernel and the importance weights.
+macro_rules! decode_only {
+    ($($block:ty => $n:literal, $s:literal;)*) => {$(
+        impl BlockCodec<$n, $s> for $block {
+            #[inline(always)]
+            fn encode(x: &[f32; $n]) -> [u8; $s] {
+                <$block>::quantize_with(Kernel::Portable, x, None).to_bytes()
+            }
+            #[inline(always)]
+            fn decode(b: &[u8; $s]) -> [f32; $n] {
+                <$block>::from_bytes(b).dequantize()
+            }
+        }
+    )*};
+}
+
+decode_only! {
+    BlockIQ4_NL => 32, 18;
+    BlockIQ4_XS => 256, 136;
+}
+
+/// Quantizes a row of IQ4_NL or IQ4_XS blocks with `kernel`, each block with its slice of
+/// `importance` (one weight per element of `src`) if given. `Err(i)`: element `i` of `src` is
+/// not finite. Other types: `Ok` without writing (not called for them).
+#[inline(always)]
+pub(crate) fn encode_iq4(
+    kernel: Kernel,
+    ty: GgmlType,
+    src: &[f32],
+    importance: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<(), usize> {
+    match ty {
+        GgmlType::IQ4_NL => encode_iq4_blocks::<BlockIQ4_NL, 32, 18>(kernel, src, importance, dst),
+        GgmlType::IQ4_XS => {
+            encode_iq4_blocks::<BlockIQ4_XS, 256, 136>(kernel, src, importance, dst)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An IQ4 block type as bytes. A trait, not a closure, so that the whole block quantizer is
+/// inlined into (and compiled with the CPU features of) the calling row kernel.
+trait Iq4Codec<const N: usize, const S: usize> {
+    fn encode_with(kernel: Kernel, x: &[f32; N], qw: Option<&[f32; N]>) -> [u8; S];
+}
+
+impl Iq4Codec<32, 18> for BlockIQ4_NL {
+    #[inline(always)]
+    fn encode_with(kernel: Kernel, x: &[f32; 32], qw: Option<&[f32; 32]>) -> [u8; 18] {
+        BlockIQ4_NL::quantize_with(kernel, x, qw).to_bytes()
+    }
+}
+
+impl Iq4Codec<256, 136> for BlockIQ4_XS {
+    #[inline(always)]
+    fn encode_with(kernel: Kernel, x: &[f32; 256], qw: Option<&[f32; 256]>) -> [u8; 136] {
+        BlockIQ4_XS::quantize_with(kernel, x, qw).to_bytes()
+    }
+}
+
+#[inline(always)]
+fn encode_iq4_blocks<B: Iq4Codec<N, S>, const N: usize, const S: usize>(
+    kernel: Kernel,
+    src: &[f32],
+    importance: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<(), usize> {
+    let (xs, _) = src.as_chunks::<N>();
+    let (os, _) = dst.as_chunks_mut::<S>();
+    let qws = importance.map(|q| q.as_chunks::<N>().0);
+    for (i, (x, o)) in xs.iter().zip(os).enumerate() {
+        if !all_finite(x) {
+            return Err(i * N + first_non_finite(x).unwrap_or(0));
+        }
+        *o = B::encode_with(kernel, x, qws.map(|q| &q[i]));
+    }
+    Ok(())
 }
 
 /// Quantizes the blocks of a row; `Err(i)` names the first non-finite element.
@@ -90,6 +172,7 @@ fn encode_any(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize> {
         GgmlType::Q4_K => encode_blocks::<BlockQ4_K, 256, 144>(src, dst),
         GgmlType::Q5_K => encode_blocks::<BlockQ5_K, 256, 176>(src, dst),
         GgmlType::Q6_K => encode_blocks::<BlockQ6_K, 256, 210>(src, dst),
+        GgmlType::IQ4_NL | GgmlType::IQ4_XS => encode_iq4(Kernel::Portable, ty, src, None, dst),
     }
 }
 
@@ -109,6 +192,8 @@ pub(super) fn decode_any(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         GgmlType::Q4_K => decode_blocks::<BlockQ4_K, 256, 144>(src, dst),
         GgmlType::Q5_K => decode_blocks::<BlockQ5_K, 256, 176>(src, dst),
         GgmlType::Q6_K => decode_blocks::<BlockQ6_K, 256, 210>(src, dst),
+        GgmlType::IQ4_NL => decode_blocks::<BlockIQ4_NL, 32, 18>(src, dst),
+        GgmlType::IQ4_XS => decode_blocks::<BlockIQ4_XS, 256, 136>(src, dst),
     }
 }
 
@@ -178,6 +263,9 @@ fn encode_avx512(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), usize>
         GgmlType::Q5_K => encode_in_fours::<Avx2Search<BlockQ5_K>, 176>(src, dst, |x| {
             unsafe { BlockQ5_K::quantize4_avx512(x) }.map(|b| b.to_bytes())
         }),
+        GgmlType::IQ4_NL | GgmlType::IQ4_XS => {
+            encode_iq4(iq4::kernel_for(Isa::Avx512), ty, src, None, dst)
+        }
         _ => encode_avx2(ty, src, dst),
     }
 }
@@ -301,7 +389,7 @@ pub(super) fn length_error(
     }
 }
 
-fn non_finite(src: &[f32], index: usize) -> QuantError {
+pub(super) fn non_finite(src: &[f32], index: usize) -> QuantError {
     CoreError::NonFinite {
         index,
         position: vec![index],
@@ -388,7 +476,7 @@ pub fn dequantize(ty: GgmlType, src: &[u8], n: usize) -> Result<Vec<f32>> {
 }
 
 /// Rows handed to one task: enough work to amortise scheduling (~256 K weights).
-fn rows_per_task(row_len: usize) -> usize {
+pub(super) fn rows_per_task(row_len: usize) -> usize {
     (262_144 / row_len.max(1)).max(1)
 }
 
@@ -473,7 +561,7 @@ pub fn dequantize_rows(
 
 /// Checks a matrix of `n` weights in rows of `row_len` against `bytes` of quantized data;
 /// returns the bytes per row.
-fn check_rows(ty: GgmlType, n: usize, row_len: usize, bytes: usize) -> Result<usize> {
+pub(super) fn check_rows(ty: GgmlType, n: usize, row_len: usize, bytes: usize) -> Result<usize> {
     if row_len == 0 {
         return Err(CoreError::invalid("row_len", "must be at least 1").into());
     }

@@ -61,7 +61,7 @@ use crate::{QuantError, Result};
 
 impl GgmlType {
     /// Whether llama.cpp's quantizer for this type uses an importance matrix: true for Q4_0,
-    /// Q4_1, Q5_0, Q5_1 and Q2_K..Q6_K; Q8_0 and the float types ignore it.
+    /// Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL and IQ4_XS; Q8_0 and the float types ignore it.
     ///
     /// ```
     /// use modelopt_quantize::ggml::GgmlType;
@@ -80,6 +80,8 @@ impl GgmlType {
                 | GgmlType::Q4_K
                 | GgmlType::Q5_K
                 | GgmlType::Q6_K
+                | GgmlType::IQ4_NL
+                | GgmlType::IQ4_XS
         )
     }
 }
@@ -130,6 +132,9 @@ fn encode_row_avx512(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) {
 fn encode_row(isa: Isa, ty: GgmlType, x: &[f32], qw: &[f32], out: &mut [u8]) -> Result<(), usize> {
     if !ty.uses_importance() {
         return encode_with(isa, ty, x, out);
+    }
+    if matches!(ty, GgmlType::IQ4_NL | GgmlType::IQ4_XS) {
+        return super::rows::encode_iq4(super::iq4::detect(), ty, x, Some(qw), out);
     }
     if !all_finite(x) {
         return Err(first_non_finite(x).unwrap_or(0));

@@ -9,6 +9,7 @@
 //! Exit status: 0 on success, 2 on a usage error, 1 on any other failure (one line on stderr
 //! naming the file and the problem).
 
+mod budget;
 mod compare;
 mod error;
 mod format;

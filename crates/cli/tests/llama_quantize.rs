@@ -280,3 +280,75 @@ fn preset_names_pure_and_requantize() {
     assert_eq!(e.status.code(), Some(2));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `--bpw` at Q4_K_M's bits per weight (with the imatrix): the greedy allocation over
+/// Q2_K..Q8_0 has a lower total importance-weighted squared error than Q4_K_M's own mixture,
+/// within the budget; the file holds the reported types.
+#[test]
+fn size_budget_beats_q4_k_m_at_its_own_size() {
+    let dir = temp_dir("llamaq-bpw");
+    let Some((model, imatrix)) = reference_model(&dir) else {
+        return;
+    };
+    let (m, im) = (model.to_str().unwrap(), imatrix.to_str().unwrap());
+    let preset = dir.join("q4km.gguf");
+    let rep: Value = serde_json::from_str(&ok(&[
+        "quantize",
+        m,
+        "-o",
+        preset.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        im,
+        "--json",
+    ]))
+    .unwrap();
+    let bpw = rep["totals"]["bits_per_weight"].as_f64().unwrap();
+    let out = dir.join("budget.gguf");
+    let bpw_arg = format!("{bpw}");
+    let rep: Value = serde_json::from_str(&ok(&[
+        "quantize",
+        m,
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        im,
+        "--bpw",
+        &bpw_arg,
+        "--json",
+    ]))
+    .unwrap();
+    let b = &rep["budget"];
+    let (err, preset_err) = (
+        b["weighted_error"].as_f64().unwrap(),
+        b["preset_weighted_error"].as_f64().unwrap(),
+    );
+    assert!(err < preset_err, "allocation {err} vs Q4_K_M {preset_err}");
+    let achieved = b["achieved_bpw"].as_f64().unwrap();
+    assert!(achieved <= bpw, "{achieved} > {bpw}");
+    assert_eq!(rep["totals"]["bits_per_weight"].as_f64().unwrap(), achieved);
+    let got = dump(&out);
+    for t in got["tensors"].as_array().unwrap() {
+        if let Some(ty) = b["types"][t[0].as_str().unwrap()].as_str() {
+            assert!(t[1].as_str().unwrap().eq_ignore_ascii_case(ty), "{t}");
+        }
+    }
+    // A budget below the cheapest types is an error, and leaves no file.
+    let small = dir.join("small.gguf");
+    let e = modelopt(&[
+        "quantize",
+        m,
+        "-o",
+        small.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--bpw",
+        "0.5",
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(!small.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -352,3 +352,50 @@ fn size_budget_beats_q4_k_m_at_its_own_size() {
     assert!(!small.exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A mismatched or hostile imatrix on a GGUF model: exit 1, the entry named, no output file.
+#[test]
+fn bad_imatrix_on_a_gguf_model_is_an_error_naming_the_entry() {
+    let dir = temp_dir("llamaq-badimat");
+    let Some((model, _)) = reference_model(&dir) else {
+        return;
+    };
+    let bad = dir.join("bad.dat");
+    let out = dir.join("out.gguf");
+    // 100 values for a tensor with rows of 256.
+    let entry = modelopt_io::ImatrixEntry::new("blk.3.attn_q.weight", 4, vec![1.0; 100]).unwrap();
+    modelopt_io::Imatrix::new(vec![entry])
+        .unwrap()
+        .write(&bad)
+        .unwrap();
+    let e = modelopt(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(msg.contains("blk.3.attn_q.weight"), "{msg}");
+    assert!(!out.exists());
+    // A truncated file.
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() - 7]).unwrap();
+    let e = modelopt(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(!out.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

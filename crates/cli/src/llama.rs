@@ -4,7 +4,9 @@
 
 use modelopt_io::{Checkpoint, CheckpointTensor, DType, FileFormat, GgufValue};
 
-use crate::error::{CliResult, failure};
+use modelopt_quantize::ggml::GgmlType;
+
+use crate::error::{CliError, CliResult, failure};
 use crate::glob;
 use crate::importance::Importance;
 use crate::plan::Action;
@@ -19,6 +21,8 @@ pub struct LlamaPlan {
     pub actions: Vec<Action>,
     /// The output's metadata, in order.
     pub metadata: Vec<(String, GgufValue)>,
+    /// The size-budget allocation's summary (`--bpw` / `--size`).
+    pub budget: Option<serde_json::Value>,
 }
 
 /// Metadata keys llama-quantize drops: the old type description (set again, last) and the split
@@ -67,7 +71,7 @@ pub fn llama_plan(
     };
     let types = tensor_types(&model, preset, opts, &metas).map_err(bad)?;
     let base = preset.base();
-    let actions = tensors
+    let mut actions: Vec<Action> = tensors
         .iter()
         .zip(types)
         .map(|(t, ty)| {
@@ -98,6 +102,18 @@ pub fn llama_plan(
             Action::Ggml { ty, note }
         })
         .collect();
+    let budget = match (args.bpw, args.size) {
+        (None, None) => None,
+        (bpw, size) => Some(apply_budget(
+            args,
+            input,
+            &tensors,
+            &mut actions,
+            imatrix,
+            bpw,
+            size,
+        )?),
+    };
     let mut metadata: Vec<(String, GgufValue)> = g
         .metadata()
         .iter()
@@ -120,5 +136,96 @@ pub fn llama_plan(
         tensors,
         actions,
         metadata,
+        budget,
+    }))
+}
+
+/// Replaces the types of the quantized tensors by the size-budget allocation (see
+/// [`crate::budget`]); returns its summary, with the preset's own weighted error for comparison
+/// when all its types are on the ladder.
+fn apply_budget(
+    args: &QuantizeArgs,
+    input: &Checkpoint,
+    tensors: &[CheckpointTensor],
+    actions: &mut [Action],
+    imatrix: Option<&Importance>,
+    bpw: Option<f64>,
+    size: Option<u64>,
+) -> CliResult<serde_json::Value> {
+    let params: usize = tensors
+        .iter()
+        .map(|t| t.info.elements())
+        .sum::<modelopt_io::Result<usize>>()?;
+    let budget = match (bpw, size) {
+        (Some(b), _) if b.is_finite() && b > 0.0 => (b * params as f64 / 8.0) as usize,
+        (Some(b), _) => return Err(CliError::Usage(format!("--bpw {b}: must be positive"))),
+        (None, Some(s)) => s as usize,
+        (None, None) => return Err(CliError::Usage("no budget".into())),
+    };
+    let mut fixed = 0usize;
+    let mut eligible = Vec::new();
+    let mut options = Vec::new();
+    let mut preset_err = Some(0.0f64);
+    for (i, (t, a)) in tensors.iter().zip(actions.iter()).enumerate() {
+        let row = *t.info.shape.last().unwrap_or(&1);
+        let planned = match a {
+            Action::Ggml { ty, .. } => Some(*ty),
+            _ => None,
+        };
+        let w = match (imatrix, &args.imatrix) {
+            (Some(imp), Some(p)) => imp.for_tensor(p, &t.info.name, GgmlType::Q4_K, row)?,
+            _ => None,
+        };
+        let o = match planned {
+            Some(_) => crate::budget::measure(input, &t.info.name, row, w)?,
+            None => Vec::new(),
+        };
+        if o.is_empty() {
+            fixed += match planned {
+                Some(ty) => ty.row_bytes(row).unwrap_or(0) * (t.info.elements()? / row.max(1)),
+                None => t.stored_bytes,
+            };
+            continue;
+        }
+        preset_err = match (preset_err, o.iter().find(|c| Some(c.0) == planned)) {
+            (Some(e), Some(c)) => Some(e + c.2),
+            _ => None,
+        };
+        eligible.push(i);
+        options.push(o);
+    }
+    let pick = budget
+        .checked_sub(fixed)
+        .and_then(|room| crate::budget::allocate(&options, room));
+    let pick = pick.ok_or_else(|| {
+        failure(
+            input.path(),
+            format!(
+                "a budget of {budget} bytes cannot hold the tensors even at {} ({} bytes of them are not on the ladder)",
+                crate::budget::LADDER[0].name(),
+                fixed
+            ),
+        )
+    })?;
+    let mut err = 0.0;
+    let mut bytes = fixed;
+    let mut chosen = serde_json::Map::new();
+    for ((&i, o), k) in eligible.iter().zip(&options).zip(pick) {
+        let (ty, n, e) = o[k];
+        err += e;
+        bytes += n;
+        chosen.insert(tensors[i].info.name.clone(), ty.name().into());
+        actions[i] = Action::Ggml {
+            ty,
+            note: Some(format!("budget: {} (weighted error {e:.4e})", ty.name())),
+        };
+    }
+    Ok(serde_json::json!({
+        "target_bytes": budget,
+        "target_bpw": budget as f64 * 8.0 / params as f64,
+        "achieved_bpw": bytes as f64 * 8.0 / params as f64,
+        "weighted_error": err,
+        "preset_weighted_error": preset_err,
+        "types": chosen,
     }))
 }

@@ -12,6 +12,7 @@
 //! naming the file and the problem).
 
 mod calibrate;
+mod budget;
 mod compare;
 mod error;
 mod eval;

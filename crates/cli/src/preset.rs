@@ -114,7 +114,8 @@ impl Preset {
             P::Q4_K_S | P::Q4_K_M => GgmlType::Q4_K,
             P::Q5_K_S | P::Q5_K_M => GgmlType::Q5_K,
             P::Q6_K => GgmlType::Q6_K,
-            P::IQ4_NL | P::IQ4_XS => return None,
+            P::IQ4_NL => GgmlType::IQ4_NL,
+            P::IQ4_XS => GgmlType::IQ4_XS,
         })
     }
 }
@@ -514,8 +515,10 @@ fn fallback(t: &TensorMeta<'_>, ty: GgmlType) -> Result<GgmlType, String> {
     if ncols.is_multiple_of(ty.block_size()) {
         return Ok(ty);
     }
+    // Most llama.cpp versions send Q2_K / Q3_K / IQ4_XS to IQ4_NL (the latest stored copy sends
+    // Q2_K / Q3_K to Q4_0); the reference model's rows never need a fallback.
     let fb = match ty {
-        G::Q2_K | G::Q3_K => G::Q4_0,
+        G::Q2_K | G::Q3_K | G::IQ4_XS => G::IQ4_NL,
         G::Q4_K => G::Q5_0,
         G::Q5_K => G::Q5_1,
         G::Q6_K => G::Q8_0,
@@ -619,7 +622,7 @@ mod tests {
         let got = tensor_types(&m, P::Q4_K_M, Options::default(), &ts).unwrap();
         assert_eq!(got, [Some(GgmlType::Q5_0), Some(GgmlType::F16)]);
         let got = tensor_types(&m, P::Q2_K, Options::default(), &ts).unwrap();
-        assert_eq!(got[0], Some(GgmlType::Q4_0));
+        assert_eq!(got[0], Some(GgmlType::IQ4_NL));
         assert!(tensor_types(&m, P::Q8_0, Options::default(), &ts[1..]).is_err());
 
         let v: &[usize] = &[256, 256];

@@ -266,6 +266,14 @@ pub struct QuantizeArgs {
     /// Calibration with data (GPTQ, imatrix).
     #[command(flatten)]
     pub calib: CalibArgs,
+    /// With a preset on a GGUF model: choose each quantized tensor's type from Q2_K..Q6_K, Q8_0
+    /// to minimise the importance-weighted squared error at this many bits per weight (all
+    /// parameters counted, as the report's bits/weight).
+    #[arg(long, value_name = "BITS", conflicts_with = "size")]
+    pub bpw: Option<f64>,
+    /// As --bpw, for a total tensor-data size (3.2GiB, 800MB, bytes).
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub size: Option<u64>,
 }
 
 /// One line of the report.
@@ -372,8 +380,17 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         .ty
         .target(args.group_size, args.block_size, args.double_quant)?;
     let imatrix = args.imatrix.as_deref().map(Importance::read).transpose()?;
+    let mut budget = None;
     let (tensors, actions, meta) = match llama_plan(args, format, &input, imatrix.as_ref())? {
-        Some(p) => (p.tensors, p.actions, Some(p.metadata)),
+        Some(p) => {
+            budget = p.budget;
+            (p.tensors, p.actions, Some(p.metadata))
+        }
+        None if args.bpw.is_some() || args.size.is_some() => {
+            return Err(CliError::Usage(
+                "--bpw / --size need a GGUF model input, GGUF output and a preset --type".into(),
+            ));
+        }
         None => {
             let tensors = input.tensors();
             let actions = tensors
@@ -431,7 +448,7 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     // An early return above drops the sink unfinished, which removes its temporary file.
     sink.finish()?;
     bar.finish_and_clear();
-    report(args, format, &rows, start.elapsed().as_secs_f64());
+    report(args, format, &rows, start.elapsed().as_secs_f64(), budget);
     Ok(())
 }
 
@@ -769,7 +786,13 @@ fn to_f32_any(input: &Checkpoint, t: &CheckpointTensor) -> CliResult<Vec<f32>> {
         .collect())
 }
 
-fn report(args: &QuantizeArgs, format: FileFormat, rows: &[Row], seconds: f64) {
+fn report(
+    args: &QuantizeArgs,
+    format: FileFormat,
+    rows: &[Row],
+    seconds: f64,
+    budget: Option<serde_json::Value>,
+) {
     let bytes_in: u64 = rows.iter().map(|r| r.bytes_in).sum();
     let bytes_out: u64 = rows.iter().map(|r| r.bytes_out).sum();
     let params: u64 = rows.iter().map(|r| r.parameters).sum();
@@ -806,6 +829,7 @@ fn report(args: &QuantizeArgs, format: FileFormat, rows: &[Row], seconds: f64) {
                        "bytes_before": bytes_in, "bytes_after": bytes_out,
                        "compression_ratio": json_f64(ratio), "bits_per_weight": json_f64(bpw),
                        "seconds": json_f64(seconds), "gb_per_s": json_f64(gbps)},
+            "budget": budget,
         });
         println!("{doc}");
         return;
@@ -831,4 +855,7 @@ fn report(args: &QuantizeArgs, format: FileFormat, rows: &[Row], seconds: f64) {
         args.output.display(),
         format.name()
     );
+    if let Some(b) = budget {
+        println!("budget: {b}");
+    }
 }

@@ -58,7 +58,7 @@ fn reference_model(dir: &Path) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// The cases of truth.json this build reproduces (`+imatrix`: run with `--imatrix`).
-const CASES: [&str; 18] = [
+const CASES: [&str; 22] = [
     "Q4_K_M",
     "Q5_K_M",
     "Q3_K_M",
@@ -77,11 +77,15 @@ const CASES: [&str; 18] = [
     "Q8_0+imatrix",
     "Q4_0+imatrix",
     "Q3_K_L+imatrix",
+    "IQ4_NL",
+    "IQ4_XS",
+    "IQ4_NL+imatrix",
+    "IQ4_XS+imatrix",
 ];
 
 /// The cases run by default (one per family of rules; each K-quant preset costs seconds in a
 /// debug build); `MODELOPT_ALL_PRESETS=1` runs every case of [`CASES`].
-const QUICK: [&str; 4] = ["Q3_K_M", "Q4_K_M", "Q4_0", "Q4_0+imatrix"];
+const QUICK: [&str; 5] = ["Q3_K_M", "Q4_K_M", "Q4_0", "Q4_0+imatrix", "IQ4_XS"];
 
 /// The tensor names of a case in llama-quantize's order (truth.json keeps it; serde_json's map
 /// does not).
@@ -274,5 +278,124 @@ fn preset_names_pure_and_requantize() {
     // IQ4 presets or unknown names: usage errors.
     let e = modelopt(&["quantize", m, "-o", a, "--type", "Q4_K_X"]);
     assert_eq!(e.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `--bpw` at Q4_K_M's bits per weight (with the imatrix): the greedy allocation over
+/// Q2_K..Q8_0 has a lower total importance-weighted squared error than Q4_K_M's own mixture,
+/// within the budget; the file holds the reported types.
+#[test]
+fn size_budget_beats_q4_k_m_at_its_own_size() {
+    let dir = temp_dir("llamaq-bpw");
+    let Some((model, imatrix)) = reference_model(&dir) else {
+        return;
+    };
+    let (m, im) = (model.to_str().unwrap(), imatrix.to_str().unwrap());
+    let preset = dir.join("q4km.gguf");
+    let rep: Value = serde_json::from_str(&ok(&[
+        "quantize",
+        m,
+        "-o",
+        preset.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        im,
+        "--json",
+    ]))
+    .unwrap();
+    let bpw = rep["totals"]["bits_per_weight"].as_f64().unwrap();
+    let out = dir.join("budget.gguf");
+    let bpw_arg = format!("{bpw}");
+    let rep: Value = serde_json::from_str(&ok(&[
+        "quantize",
+        m,
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        im,
+        "--bpw",
+        &bpw_arg,
+        "--json",
+    ]))
+    .unwrap();
+    let b = &rep["budget"];
+    let (err, preset_err) = (
+        b["weighted_error"].as_f64().unwrap(),
+        b["preset_weighted_error"].as_f64().unwrap(),
+    );
+    assert!(err < preset_err, "allocation {err} vs Q4_K_M {preset_err}");
+    let achieved = b["achieved_bpw"].as_f64().unwrap();
+    assert!(achieved <= bpw, "{achieved} > {bpw}");
+    assert_eq!(rep["totals"]["bits_per_weight"].as_f64().unwrap(), achieved);
+    let got = dump(&out);
+    for t in got["tensors"].as_array().unwrap() {
+        if let Some(ty) = b["types"][t[0].as_str().unwrap()].as_str() {
+            assert!(t[1].as_str().unwrap().eq_ignore_ascii_case(ty), "{t}");
+        }
+    }
+    // A budget below the cheapest types is an error, and leaves no file.
+    let small = dir.join("small.gguf");
+    let e = modelopt(&[
+        "quantize",
+        m,
+        "-o",
+        small.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--bpw",
+        "0.5",
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(!small.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A mismatched or hostile imatrix on a GGUF model: exit 1, the entry named, no output file.
+#[test]
+fn bad_imatrix_on_a_gguf_model_is_an_error_naming_the_entry() {
+    let dir = temp_dir("llamaq-badimat");
+    let Some((model, _)) = reference_model(&dir) else {
+        return;
+    };
+    let bad = dir.join("bad.dat");
+    let out = dir.join("out.gguf");
+    // 100 values for a tensor with rows of 256.
+    let entry = modelopt_io::ImatrixEntry::new("blk.3.attn_q.weight", 4, vec![1.0; 100]).unwrap();
+    modelopt_io::Imatrix::new(vec![entry])
+        .unwrap()
+        .write(&bad)
+        .unwrap();
+    let e = modelopt(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(msg.contains("blk.3.attn_q.weight"), "{msg}");
+    assert!(!out.exists());
+    // A truncated file.
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() - 7]).unwrap();
+    let e = modelopt(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "Q4_K_M",
+        "--imatrix",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(!out.exists());
     std::fs::remove_dir_all(dir).unwrap();
 }

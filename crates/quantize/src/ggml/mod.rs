@@ -30,6 +30,9 @@
 //! of the 64 rows), while this crate, which keeps the search codes, matches all 64 rows of
 //! every type byte for byte. The scales, mins, `d` and `dmin` are the same either way; files
 //! from a llama.cpp build that does run the pass would differ in those codes only.
+//! `llama-quantize` (c392e509) does run it: its K-quant tensors equal this crate's blocks after
+//! [`rederive_codes`], which the `modelopt quantize` command applies (pinned by SHA-256 in
+//! `crates/cli/tests/llama_quantize.rs`).
 //!
 //! IQ4_NL and IQ4_XS (`quantize_iq4_nl` / `quantize_iq4_xs`, which `ggml_quantize_chunk` runs):
 //! 4-bit indices into the 16 non-uniform levels [`KVALUES_IQ4NL`], whose scale per 32 weights is

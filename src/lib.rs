@@ -4,7 +4,7 @@
 //!
 //! | module | crate | what |
 //! |---|---|---|
-//! | [`quantize`] | `modelopt-quantize` | linear and calibrated uniform schemes, observers, GGML block formats |
+//! | [`quantize`] | `modelopt-quantize` | linear and calibrated uniform schemes, observers, GGML block formats, codebooks (NF4/FP4, k-means) |
 //! | [`prune`] | `modelopt-prune` | criteria, structures, masks, schedules, shrinking, sparse kernels |
 //! | [`distill`] | `modelopt-distill` | the `Distiller` trait, Hinton KD, the trainer, the digits data |
 //! | [`nn`] | `modelopt-nn` | dense layers, activations, losses, optimizers |

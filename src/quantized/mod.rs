@@ -4,6 +4,9 @@
 //! calibrated through observers, saved to and loaded from safetensors). The products run in
 //! `modelopt-kernels`.
 //!
+//! Not yet: `QuantizedConv2d` (convolution is being added to `nn` on another branch; a quantized
+//! convolution would lower to the same int8 GEMM over im2col patches).
+//!
 //! These types live in the facade rather than in `modelopt-kernels` or `modelopt-nn`: they
 //! compose the network (`nn`), the observers (`quantize`), the kernels and the file format
 //! (`io`), and the kernels crate stays free of the network and file crates (see

@@ -16,12 +16,12 @@ use modelopt_quantize::QuantScheme;
 use modelopt_quantize::ggml::GgmlType;
 use serde_json::json;
 
-use crate::error::{CliError, CliResult, failure};
 use crate::calibrate::{self, CalibArgs};
+use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
-use modelopt_calibrate::{CalibratedTensor, Format};
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
 use crate::rows::{Source, ggml_bytes, quantize_ggml, quantize_uniform, sqnr_db};
+use modelopt_calibrate::{CalibratedTensor, Format};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -456,7 +456,10 @@ fn write_calibrated(
     let mismatch = || {
         failure(
             input.path(),
-            format!("tensor `{name}`: calibrated as {:?}, planned as {action:?}", c.format),
+            format!(
+                "tensor `{name}`: calibrated as {:?}, planned as {action:?}",
+                c.format
+            ),
         )
     };
     let x = input.tensor_f32(name)?;

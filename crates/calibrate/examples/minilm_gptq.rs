@@ -15,7 +15,9 @@ use modelopt_tensor_core::Par;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = args.get(1).map_or("/work/models/minilm", |s| s.as_str());
-    let text = args.get(2).map_or("/work/shared/data/sentences.txt", |s| s.as_str());
+    let text = args
+        .get(2)
+        .map_or("/work/shared/data/sentences.txt", |s| s.as_str());
     let method = match args.get(3).map_or("gptq", |s| s.as_str()) {
         "imatrix" => Method::Imatrix,
         _ => Method::Gptq,
@@ -29,7 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let act_order = args.iter().any(|a| a == "--act-order");
     let enc = SentenceEncoder::from_dir(dir)?;
-    let lines: Vec<String> = std::fs::read_to_string(text)?.lines().map(String::from).collect();
+    let lines: Vec<String> = std::fs::read_to_string(text)?
+        .lines()
+        .map(String::from)
+        .collect();
     let (cal, eval) = lines.split_at(500.min(lines.len()));
     let par = Par::all_cores();
     let b = batches(enc.tokenizer(), cal)?;

@@ -32,7 +32,9 @@
 
 use std::collections::BTreeMap;
 
-use modelopt_bert::{ActivationHook, BATCH_SENTENCES, BertError, BertModel, SentenceTokenizer, TokenBatch};
+use modelopt_bert::{
+    ActivationHook, BATCH_SENTENCES, BertError, BertModel, SentenceTokenizer, TokenBatch,
+};
 use modelopt_quantize::ggml::{self, GgmlType};
 use modelopt_quantize::gptq::{Gptq, GptqReport, HessianAccumulator};
 use modelopt_quantize::{QuantError, QuantScheme};
@@ -131,6 +133,7 @@ pub fn batches<S: AsRef<str>>(tok: &SentenceTokenizer, texts: &[S]) -> Result<Ve
 pub struct Calibrator {
     method: Method,
     format: Format,
+    fallback: Option<Format>,
     gptq: Gptq,
     par: Par,
 }
@@ -141,9 +144,18 @@ impl Calibrator {
         Calibrator {
             method,
             format,
+            fallback: None,
             gptq: Gptq::new(),
             par: Par::Seq,
         }
+    }
+
+    /// The format of weights whose rows do not fit `format`'s blocks (e.g. Q4_0 for rows of
+    /// 384 when the format is a 256-block K type, as `llama-quantize` and `modelopt quantize`
+    /// fall back).
+    pub fn fallback(mut self, fallback: Format) -> Self {
+        self.fallback = Some(fallback);
+        self
     }
 
     /// GPTQ's settings (act order, dampening, block size).
@@ -159,7 +171,14 @@ impl Calibrator {
     }
 
     fn check(&self) -> Result<()> {
-        match (self.method, self.format) {
+        for f in [Some(self.format), self.fallback].into_iter().flatten() {
+            self.check_format(f)?;
+        }
+        Ok(())
+    }
+
+    fn check_format(&self, format: Format) -> Result<()> {
+        match (self.method, format) {
             (Method::Gptq, Format::Ggml(GgmlType::Q4_0 | GgmlType::Q8_0)) => {}
             (Method::Gptq, Format::Int4 { group_size }) if group_size > 0 => {}
             (Method::Imatrix, Format::Ggml(ty)) if ty.block_size() > 1 => {}
@@ -228,17 +247,31 @@ impl Calibrator {
         Ok(Calibration { tensors, tokens })
     }
 
+    /// The format for rows of `cols` weights: the requested one, or the fallback if its blocks
+    /// do not divide the row.
+    fn format_for(&self, cols: usize) -> Format {
+        let fits = match self.format {
+            Format::Ggml(ty) => cols.is_multiple_of(ty.block_size()),
+            Format::Int4 { group_size } => cols.is_multiple_of(group_size),
+        };
+        match self.fallback {
+            Some(f) if !fits => f,
+            _ => self.format,
+        }
+    }
+
     fn quantize_one(
         &self,
         w: &Array2<f32>,
         stats: &HessianAccumulator,
     ) -> std::result::Result<CalibratedTensor, QuantError> {
         let (rows, cols) = w.dim();
-        match (self.method, self.format) {
+        let format = self.format_for(cols);
+        match (self.method, format) {
             (Method::Gptq, Format::Ggml(ty)) => {
                 let out = self.gptq.check()?.quantize_ggml(w, &stats.finish()?, ty)?;
                 Ok(CalibratedTensor {
-                    format: self.format,
+                    format,
                     data: out.quantized,
                     scales: Vec::new(),
                     dequantized: out.dequantized,
@@ -247,9 +280,12 @@ impl Calibrator {
             }
             (Method::Gptq, Format::Int4 { group_size }) => {
                 let scheme = QuantScheme::int4().per_group(1, group_size).check()?;
-                let out = self.gptq.check()?.quantize_uniform(w, &stats.finish()?, &scheme)?;
+                let out = self
+                    .gptq
+                    .check()?
+                    .quantize_uniform(w, &stats.finish()?, &scheme)?;
                 Ok(CalibratedTensor {
-                    format: self.format,
+                    format,
                     data: out.quantized.packed_codes().to_vec(),
                     scales: out.quantized.params().scales().iter().copied().collect(),
                     dequantized: out.dequantized,
@@ -266,7 +302,7 @@ impl Calibrator {
                 let dequantized = Array2::from_shape_vec((rows, cols), back)
                     .map_err(|e| CoreError::invalid("shape", e.to_string()))?;
                 Ok(CalibratedTensor {
-                    format: self.format,
+                    format,
                     data,
                     scales: Vec::new(),
                     dequantized,
@@ -319,5 +355,58 @@ impl ActivationHook for StatsHook {
         if let Err(e) = self.stats[idx].add_batch(&x) {
             self.error = Some((name.to_string(), e));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn hook_shares_one_accumulator_between_layers_reading_the_same_rows() {
+        let mut hook = StatsHook::default();
+        for _batch in 0..2 {
+            let x = array![[1.0f32, 2.0], [3.0, -1.0]];
+            let y = array![[0.5f32, 0.5, 1.0]];
+            for n in ["q", "k", "v"] {
+                hook.linear_input(n, x.view());
+            }
+            hook.linear_input("o", y.view());
+        }
+        assert_eq!(hook.order, ["q", "k", "v", "o"]);
+        assert_eq!(hook.stats.len(), 2);
+        assert_eq!(hook.input_of["k"], hook.input_of["q"]);
+        // Each batch counted once for the shared input: 2 batches x 2 tokens.
+        assert_eq!(hook.stats[hook.input_of["v"]].samples(), 4);
+        assert_eq!(hook.stats[hook.input_of["o"]].samples(), 2);
+        assert!(hook.error.is_none());
+    }
+
+    #[test]
+    fn hook_reports_non_finite_activations_by_layer() {
+        let mut hook = StatsHook::default();
+        hook.linear_input("a", array![[1.0f32, f32::NAN]].view());
+        let (layer, e) = hook.error.expect("an error");
+        assert_eq!(layer, "a");
+        assert!(e.to_string().contains("non-finite"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_combinations_are_errors() {
+        let c = Calibrator::new(Method::Gptq, Format::Ggml(GgmlType::Q4_K));
+        assert!(matches!(c.check(), Err(CalibrateError::Input(_))));
+        let c = Calibrator::new(Method::Imatrix, Format::Int4 { group_size: 32 });
+        assert!(c.check().is_err());
+        let c = Calibrator::new(Method::Gptq, Format::Int4 { group_size: 0 });
+        assert!(c.check().is_err());
+        let c =
+            Calibrator::new(Method::Gptq, Format::Ggml(GgmlType::Q4_0)).gptq(Gptq::new().damp(0.0));
+        assert!(c.check().is_err());
+        let ok = Calibrator::new(Method::Imatrix, Format::Ggml(GgmlType::Q3_K))
+            .fallback(Format::Ggml(GgmlType::Q4_0));
+        assert!(ok.check().is_ok());
+        assert_eq!(ok.format_for(384), Format::Ggml(GgmlType::Q4_0));
+        assert_eq!(ok.format_for(1536), Format::Ggml(GgmlType::Q3_K));
     }
 }

@@ -11,7 +11,7 @@ use modelopt_quantize::gptq::Gptq;
 use modelopt_tensor_core::Par;
 
 use crate::error::{CliError, CliResult, failure};
-use crate::plan::Target;
+use crate::plan::{Target, k_fallback};
 
 /// Calibration methods of `--method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,8 +53,12 @@ pub fn run(
     let (Some(dir), Some(text)) = (&args.calibrate, &args.text) else {
         return Ok(None);
     };
+    let mut fallback = None;
     let format = match target {
-        Target::Ggml(ty) => Format::Ggml(ty),
+        Target::Ggml(ty) => {
+            fallback = k_fallback(ty).map(Format::Ggml);
+            Format::Ggml(ty)
+        }
         Target::Int4 { group_size } => Format::Int4 { group_size },
         Target::Int8 | Target::Nonlinear(_) => {
             return Err(CliError::Usage(
@@ -82,7 +86,11 @@ pub fn run(
     let mut model = enc.model().clone();
     // The pool set up by --threads (all cores by default).
     let par = Par::all_cores();
-    let cal = Calibrator::new(method, format)
+    let mut calibrator = Calibrator::new(method, format);
+    if let Some(f) = fallback {
+        calibrator = calibrator.fallback(f);
+    }
+    let cal = calibrator
         .gptq(Gptq::new().act_order(args.act_order))
         .par(par)
         .calibrate(&mut model, &b)

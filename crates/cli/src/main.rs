@@ -29,6 +29,7 @@ mod prune;
 mod quantize;
 mod rows;
 mod text;
+mod wanda;
 
 use clap::{Parser, Subcommand};
 

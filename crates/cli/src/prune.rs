@@ -35,6 +35,9 @@ pub enum CriterionArg {
     L2,
     /// Seeded random scores (`--seed`), reproducible; each tensor draws its own.
     Random,
+    /// Wanda: |w| times the L2 norm of the weight's input feature over calibration text
+    /// (needs --calibrate and --text; prunes the linear layers whose inputs were seen).
+    Wanda,
 }
 
 /// The scopes of `--scope`.
@@ -124,6 +127,16 @@ pub struct PruneArgs {
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// With --criterion wanda: the model folder (config.json, tokenizer.json) of the input, a
+    /// BERT encoder such as all-MiniLM-L6-v2.
+    #[arg(long, value_name = "MODEL_DIR", requires = "text")]
+    pub calibrate: Option<PathBuf>,
+    /// With --criterion wanda: calibration text, one sentence per line.
+    #[arg(long, value_name = "FILE", requires = "calibrate")]
+    pub text: Option<PathBuf>,
+    /// Use the first N lines of --text (default: all).
+    #[arg(long, value_name = "N")]
+    pub samples: Option<usize>,
 }
 
 impl CriterionArg {
@@ -132,6 +145,7 @@ impl CriterionArg {
             CriterionArg::L1 => "l1",
             CriterionArg::L2 => "l2",
             CriterionArg::Random => "random",
+            CriterionArg::Wanda => "wanda",
         }
     }
 }
@@ -233,6 +247,27 @@ pub fn run(args: &PruneArgs) -> CliResult<()> {
             ));
         }
     };
+    let wanda = match (args.criterion, &args.calibrate, &args.text) {
+        (CriterionArg::Wanda, Some(dir), Some(text)) => {
+            if spec.is_some() {
+                return Err(usage(
+                    "--criterion wanda does not work with --shrink".into(),
+                ));
+            }
+            Some(crate::wanda::criterion(
+                dir,
+                text,
+                args.samples,
+                &args.input,
+            )?)
+        }
+        (CriterionArg::Wanda, _, _) => {
+            return Err(usage(
+                "--criterion wanda needs --calibrate MODEL_DIR --text FILE".into(),
+            ));
+        }
+        _ => None,
+    };
     let criterion = || criterion_by_name(args.criterion.name(), args.seed);
     let rows = match spec {
         Some(spec) => {
@@ -249,13 +284,21 @@ pub fn run(args: &PruneArgs) -> CliResult<()> {
             return Ok(());
         }
         None => {
-            let pruner = Pruner::boxed(criterion().map_err(|e| prune_error(&args.input, e))?)
-                .amount(amount)
-                .structure(structure);
+            let pruner = match &wanda {
+                Some(w) => Pruner::boxed(Box::new(w.clone())),
+                None => Pruner::boxed(criterion().map_err(|e| prune_error(&args.input, e))?),
+            }
+            .amount(amount)
+            .structure(structure);
             let plans: Vec<Plan> = file
                 .tensors()
                 .iter()
-                .map(|t| plan(t, &quantized, structure, &args.keep))
+                .map(|t| match &wanda {
+                    Some(w) if !w.contains(&t.name) => {
+                        Plan::Copy("no calibration inputs (not a linear layer's weight)".into())
+                    }
+                    _ => plan(t, &quantized, structure, &args.keep),
+                })
                 .collect();
             check_count(args, file.tensors(), &plans, amount, structure)?;
             mask_and_write(args, file, &plans, &pruner)?

@@ -17,8 +17,8 @@ use modelopt_quantize::codebook::Bnb4Kind;
 use modelopt_quantize::ggml::GgmlType;
 use serde_json::json;
 
-use crate::error::{CliError, CliResult, failure};
 use crate::calibrate::{self, CalibArgs};
+use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
 use crate::importance::Importance;
 use crate::llama::llama_plan;
@@ -698,7 +698,10 @@ fn write_calibrated(
     let mismatch = || {
         failure(
             input.path(),
-            format!("tensor `{name}`: calibrated as {:?}, planned as {action:?}", c.format),
+            format!(
+                "tensor `{name}`: calibrated as {:?}, planned as {action:?}",
+                c.format
+            ),
         )
     };
     let x = input.tensor_f32(name)?;

@@ -51,4 +51,4 @@ pub use pruner::{Pruner, Scope};
 pub use schedule::{Schedule, ScheduleKind};
 pub use structure::{Norm, Structure};
 pub use taylor::Taylor;
-pub use wanda::{Wanda, WandaAccumulator};
+pub use wanda::{Wanda, WandaAccumulator, WandaByName};

@@ -158,3 +158,48 @@ impl WandaAccumulator {
         Wanda::from_norms(self.sum_sq.iter().map(|&s| s.sqrt() as f32).collect())
     }
 }
+
+/// Wanda for a whole model: one [`Wanda`] per weight, by the weight's name (e.g. the inputs of
+/// every linear layer of a BERT collected with an activation hook). Through
+/// [`Pruner::prune_named`](crate::Pruner::prune_named) each tensor is scored with its own
+/// norms; a tensor without norms is an error (leave it out of the pruned set).
+///
+/// ```
+/// use modelopt_prune::{PruningCriterion, Wanda, WandaByName};
+/// let c = WandaByName::new([("fc.weight".to_string(), Wanda::from_norms(ndarray::array![1.0f32, 2.0])?)].into());
+/// assert!(c.for_tensor("fc.weight").is_some());
+/// assert!(c.scores(&ndarray::array![[1.0f32, 1.0]].into_dyn()).is_err()); // which tensor?
+/// # Ok::<(), modelopt_prune::PruneError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WandaByName {
+    by_name: std::collections::BTreeMap<String, Wanda>,
+}
+
+impl WandaByName {
+    /// From per-weight criteria.
+    pub fn new(by_name: std::collections::BTreeMap<String, Wanda>) -> Self {
+        WandaByName { by_name }
+    }
+
+    /// Whether `name` has norms.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+}
+
+impl PruningCriterion for WandaByName {
+    fn scores(&self, _weights: &ArrayRef<f32, IxDyn>) -> Result<ArrayD<f32>> {
+        Err(CoreError::invalid(
+            "criterion",
+            "Wanda needs the tensor's name to find its input norms (use prune_named)",
+        )
+        .into())
+    }
+
+    fn for_tensor(&self, name: &str) -> Option<Box<dyn PruningCriterion>> {
+        self.by_name
+            .get(name)
+            .map(|w| Box::new(w.clone()) as Box<dyn PruningCriterion>)
+    }
+}

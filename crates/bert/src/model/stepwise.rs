@@ -102,7 +102,10 @@ impl BertModel {
         let h = self.config.hidden_size;
         for l in &mut self.layers {
             if let Some(k) = l.qkv_names.iter().position(|n| n == name) {
-                l.qkv.weight.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&w);
+                l.qkv
+                    .weight
+                    .slice_mut(s![k * h..(k + 1) * h, ..])
+                    .assign(&w);
                 return Ok(());
             }
             for (n, lin) in [

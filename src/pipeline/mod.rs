@@ -23,6 +23,7 @@
 
 mod integer;
 mod cnn_file;
+mod cnn_quant;
 mod model_file;
 mod qat;
 mod report;
@@ -39,6 +40,7 @@ use modelopt_tensor_core::CoreError;
 use ndarray::Array2;
 
 pub use cnn_file::{load_sequential, save_sequential};
+pub use cnn_quant::QuantizedCnn;
 pub use model_file::{WeightFormat, load_mlp, save_mlp};
 pub use qat::QatStudent;
 pub use report::{PipelineReport, StageReport};

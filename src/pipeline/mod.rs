@@ -21,9 +21,9 @@
 //! # Ok::<(), modelopt::Error>(())
 //! ```
 
-mod integer;
 mod cnn_file;
 mod cnn_quant;
+mod integer;
 mod model_file;
 mod qat;
 mod report;

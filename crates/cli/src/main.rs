@@ -11,8 +11,8 @@
 //! Exit status: 0 on success, 2 on a usage error, 1 on any other failure (one line on stderr
 //! naming the file and the problem).
 
-mod calibrate;
 mod budget;
+mod calibrate;
 mod compare;
 mod error;
 mod eval;

@@ -22,11 +22,11 @@ use crate::error::{CliError, CliResult, failure};
 use crate::format::{bytes, db, json_f64, print_table};
 use crate::importance::Importance;
 use crate::llama::llama_plan;
-use modelopt_calibrate::{CalibratedTensor, Format};
 use crate::nonlinear::Nonlinear;
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
 use crate::preset::Preset;
 use crate::rows::{Source, ggml_bytes, quantize_ggml_weighted, quantize_uniform, sqnr_db};
+use modelopt_calibrate::{CalibratedTensor, Format};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -433,14 +433,7 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         bar.set_message(t.info.name.clone());
         rows.push(match cal.and_then(|c| c.tensors.get(&t.info.name)) {
             Some(c) => write_calibrated(&input, t, action, c, &mut sink)?,
-            None => process(
-                &input,
-                t,
-                action,
-                format,
-                &mut sink,
-                importance.as_ref(),
-            )?,
+            None => process(&input, t, action, format, &mut sink, importance.as_ref())?,
         });
         input.release(&t.info.name)?;
         bar.inc(t.stored_bytes as u64);

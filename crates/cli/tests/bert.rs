@@ -89,7 +89,7 @@ fn eval_says_what_was_truncated_and_rejects_bad_input() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("truncated") && err.contains("16 tokens") && err.contains("line(s) 5"),
+        err.contains("truncated") && err.contains("16 tokens") && err.contains("line(s) 6"),
         "{err}"
     );
 

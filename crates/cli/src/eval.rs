@@ -78,13 +78,14 @@ fn cosines(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Vec<f64> {
 pub fn run(args: &EvalArgs) -> CliResult<()> {
     crate::quantize::init_threads(args.threads)?;
     let par = Par::all_cores();
-    let (texts, name) = sentences(args.text.as_deref())?;
+    let text = sentences(args.text.as_deref())?;
+    let (texts, name) = (&text.texts, &text.name);
     let start = Instant::now();
     let reference = SentenceEncoder::from_dir(&args.model_dir).map_err(bert_err)?;
     let t_ref = Instant::now();
-    let base = reference.embed(&texts, par).map_err(bert_err)?;
+    let base = reference.embed(texts, par).map_err(bert_err)?;
     let ref_secs = t_ref.elapsed().as_secs_f64();
-    warn_truncated(&base.truncated, reference.tokenizer().max_tokens(), &name);
+    warn_truncated(&text, &base.truncated, reference.tokenizer().max_tokens());
     let weights = args
         .weights
         .clone()
@@ -93,7 +94,7 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
     let candidate = SentenceEncoder::with_weights(&args.model_dir, &weights).map_err(bert_err)?;
     let load_secs = t_load.elapsed().as_secs_f64();
     let t_run = Instant::now();
-    let got = candidate.embed(&texts, par).map_err(bert_err)?;
+    let got = candidate.embed(texts, par).map_err(bert_err)?;
     let run_secs = t_run.elapsed().as_secs_f64();
     let total_secs = start.elapsed().as_secs_f64();
 
@@ -137,7 +138,7 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
             "bits_per_weight": json_f64(bpw),
             "mean_cosine": json_f64(mean),
             "min_cosine": json_f64(min),
-            "min_cosine_line": worst + 1,
+            "min_cosine_line": text.lines[worst],
             "nearest_neighbour_unchanged": nn_same.map_or(serde_json::Value::Null, json_f64),
             "seconds": {
                 "f32": json_f64(ref_secs),
@@ -169,7 +170,7 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
             vec!["mean cosine to f32".into(), format!("{mean:.6}")],
             vec![
                 "min cosine to f32".into(),
-                format!("{min:.6} (line {})", worst + 1),
+                format!("{min:.6} (line {})", text.lines[worst]),
             ],
             vec![
                 "nearest neighbour unchanged".into(),

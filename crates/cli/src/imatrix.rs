@@ -39,7 +39,8 @@ pub struct ImatrixArgs {
 pub fn run(args: &ImatrixArgs) -> CliResult<()> {
     crate::quantize::init_threads(args.threads)?;
     let start = Instant::now();
-    let (texts, name) = sentences(args.text.as_deref())?;
+    let text = sentences(args.text.as_deref())?;
+    let (texts, name) = (&text.texts, &text.name);
     let weights = args
         .weights
         .clone()
@@ -48,9 +49,9 @@ pub fn run(args: &ImatrixArgs) -> CliResult<()> {
         .map_err(|e| CliError::Failure(e.to_string()))?;
     let mut stats = SquaredSums::default();
     let e = enc
-        .embed_with_hook(&texts, Par::all_cores(), &mut stats)
+        .embed_with_hook(texts, Par::all_cores(), &mut stats)
         .map_err(|e| CliError::Failure(e.to_string()))?;
-    warn_truncated(&e.truncated, enc.tokenizer().max_tokens(), &name);
+    warn_truncated(&text, &e.truncated, enc.tokenizer().max_tokens());
     // llama-imatrix stores, per tensor, the mean square per token times the number of calls
     // (`(sum / count) * ncall`), so that llama-quantize's division by ncall gives the mean.
     let mut entries = Vec::new();

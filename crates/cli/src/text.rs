@@ -7,9 +7,18 @@ use crate::error::{CliResult, failure};
 /// The default text: 780 sentences from Python's documentation (data/README.md).
 const DEFAULT_SENTENCES: &str = include_str!("../data/sentences.txt");
 
+/// The sentences of a text and where they come from.
+pub struct Sentences {
+    /// Non-blank lines, trimmed.
+    pub texts: Vec<String>,
+    /// The 1-based file line of each sentence.
+    pub lines: Vec<usize>,
+    /// The name to show for the text.
+    pub name: String,
+}
+
 /// Non-blank lines of `path` (trimmed), or of the built-in set; an empty file is an error.
-/// Returns the sentences and the name to show for them.
-pub fn sentences(path: Option<&Path>) -> CliResult<(Vec<String>, String)> {
+pub fn sentences(path: Option<&Path>) -> CliResult<Sentences> {
     let (text, name) = match path {
         None => (
             DEFAULT_SENTENCES.to_string(),
@@ -22,29 +31,31 @@ pub fn sentences(path: Option<&Path>) -> CliResult<(Vec<String>, String)> {
             (text, p.display().to_string())
         }
     };
-    let lines: Vec<String> = text
+    let (lines, texts): (Vec<usize>, Vec<String>) = text
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    if lines.is_empty() {
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| (i, l.to_string()))
+        .unzip();
+    if texts.is_empty() {
         let shown = path.unwrap_or(Path::new("sentences.txt"));
         return Err(failure(
             shown,
             "no sentences: the file is empty (one sentence per line)",
         ));
     }
-    Ok((lines, name))
+    Ok(Sentences { texts, lines, name })
 }
 
-/// Tells on stderr which sentences were cut to the model's length.
-pub fn warn_truncated(truncated: &[usize], max_tokens: usize, name: &str) {
+/// Tells on stderr which sentences (by file line) were cut to the model's length.
+pub fn warn_truncated(s: &Sentences, truncated: &[usize], max_tokens: usize) {
+    let name = &s.name;
     if !truncated.is_empty() {
         let shown: Vec<String> = truncated
             .iter()
             .take(5)
-            .map(|i| (i + 1).to_string())
+            .map(|&i| s.lines[i].to_string())
             .collect();
         eprintln!(
             "modelopt: warning: {} sentence(s) of {name} longer than {max_tokens} tokens were truncated (line(s) {}{})",

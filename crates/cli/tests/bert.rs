@@ -89,7 +89,7 @@ fn eval_says_what_was_truncated_and_rejects_bad_input() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("truncated") && err.contains("16 tokens") && err.contains("line(s) 5"),
+        err.contains("truncated") && err.contains("16 tokens") && err.contains("line(s) 6"),
         "{err}"
     );
 
@@ -153,4 +153,22 @@ fn imatrix_writes_llama_cpp_entries_under_checkpoint_names() {
     // q, k and v share their input: identical rows.
     let k = im.get("encoder.layer.0.attention.self.key.weight").unwrap();
     assert_eq!(q.sums(), k.sums());
+    // llama.cpp's semantics: what llama-quantize loads (sums / ncall) is the mean square per token.
+    let enc = modelopt_bert::SentenceEncoder::from_dir(&m).unwrap();
+    let mut stats = modelopt_bert::SquaredSums::default();
+    let texts: Vec<&str> = LINES.iter().copied().filter(|l| !l.is_empty()).collect();
+    let e = enc
+        .embed_with_hook(&texts, modelopt_tensor_core::Par::Seq, &mut stats)
+        .unwrap();
+    for name in enc.model().linear_names() {
+        let want = &stats.layers()[name];
+        let got = im.get(name).unwrap().means();
+        for (g, w) in got.iter().zip(&want.sums) {
+            let w = w / e.tokens as f64;
+            assert!(
+                (f64::from(*g) - w).abs() <= 1e-6 * w.max(1.0),
+                "{name}: {g} vs {w}"
+            );
+        }
+    }
 }

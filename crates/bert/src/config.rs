@@ -45,13 +45,48 @@ impl HiddenAct {
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            HiddenAct::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            HiddenAct::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             HiddenAct::GeluTanh => {
                 let c = (2.0f32 / std::f32::consts::PI).sqrt();
                 0.5 * x * (1.0 + (c * (x + 0.044_715 * x * x * x)).tanh())
             }
             HiddenAct::Relu => x.max(0.0),
         }
+    }
+}
+
+/// `erf(x)` by Abramowitz and Stegun 7.1.26 (absolute error 1.5e-7, 5.2e-7 in f32): one `exp` and a
+/// polynomial, the form torch's vectorised CPU `erf` evaluates for the exact GELU, and twice as
+/// fast here as a correctly rounded `erff` (whose far range needs two `exp`s).
+#[inline]
+pub(crate) fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_7,
+        -1.453_152,
+        1.061_405_4,
+    ];
+    let a = x.abs();
+    let t = 1.0 / (1.0 + P * a);
+    let poly = ((((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0]) * t;
+    (1.0 - poly * (-a * a).exp()).copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_is_within_its_bound_of_a_correctly_rounded_erf() {
+        let mut worst = 0.0f64;
+        for i in -80_000..=80_000 {
+            let x = i as f32 * 1e-4; // -8..8
+            let d = (f64::from(super::erf(x)) - f64::from(libm::erff(x))).abs();
+            worst = worst.max(d);
+        }
+        assert!(worst <= 6e-7, "{worst}"); // 1.5e-7 of the formula plus f32 rounding
+        assert_eq!(super::erf(10.0), 1.0);
+        assert_eq!(super::erf(-10.0), -1.0);
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! - [`SentenceEncoder`]: tokenizer + model + mean pooling + L2 normalisation;
 //! - [`BertModel`]: embeddings, multi-head self-attention, exact-GELU feed-forward, LayerNorm,
-//!   over a packed [`TokenBatch`] (real tokens only), parallel over [`Par`] with the same results
+//!   over a packed [`TokenBatch`] (real tokens only), parallel over [`Par`](modelopt_tensor_core::Par) with the same results
 //!   for any thread count;
 //! - [`ActivationHook`]: the input of every linear layer, named by its weight's checkpoint name,
 //!   batch by batch, to any accumulator ([`SquaredSums`] for importance matrices, or a closure);

@@ -1,0 +1,156 @@
+//! `modelopt eval` and `modelopt imatrix` on the tiny BERT fixture of modelopt-bert
+//! (crates/bert/tests/data/tiny: 2 layers, 32 wide, random weights).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{modelopt, ok, ok_json, temp_dir};
+use modelopt_io::Imatrix;
+
+fn tiny() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bert/tests/data/tiny")
+}
+
+fn text_file(dir: &std::path::Path, lines: &[&str]) -> PathBuf {
+    let p = dir.join("text.txt");
+    std::fs::write(&p, lines.join("\n")).unwrap();
+    p
+}
+
+const LINES: [&str; 6] = [
+    "The cat sat on the mat.",
+    "A big red dog runs very fast!",
+    "python code",
+    "",
+    "the new list is very small",
+    "the cat and the dog and the mat and the rug and the code and the list and the value",
+];
+
+#[test]
+fn eval_reports_cosine_neighbours_and_bits_per_weight() {
+    let dir = temp_dir("bert-eval");
+    let text = text_file(&dir, &LINES);
+    let (m, t) = (tiny(), text.to_str().unwrap().to_string());
+    let m = m.to_str().unwrap();
+    // The f32 weights against themselves: identical.
+    let same = ok_json(&["eval", m, "--text", &t, "--json"]);
+    assert_eq!(same["sentences"], 5); // the blank line is skipped
+    assert_eq!(same["truncated"], 1);
+    assert_eq!(same["mean_cosine"], 1.0);
+    assert_eq!(same["nearest_neighbour_unchanged"], 1.0);
+    let f32_bpw = same["bits_per_weight"].as_f64().unwrap();
+    assert!((32.0..36.0).contains(&f32_bpw), "{f32_bpw}"); // the header weighs on a tiny file
+    for (ty, ext, floor, bpw) in [
+        ("q8_0", "gguf", 0.999, 8.5),
+        ("int8", "safetensors", 0.999, 8.0),
+        ("q4_0", "gguf", 0.9, 4.5),
+    ] {
+        let out = dir.join(format!("tiny-{ty}.{ext}"));
+        let o = out.to_str().unwrap();
+        ok(&[
+            "quantize",
+            &format!("{m}/model.safetensors"),
+            "-o",
+            o,
+            "--type",
+            ty,
+        ]);
+        let r = ok_json(&["eval", m, "--weights", o, "--text", &t, "--json"]);
+        let (mean, min) = (
+            r["mean_cosine"].as_f64().unwrap(),
+            r["min_cosine"].as_f64().unwrap(),
+        );
+        assert!(min <= mean && mean < 1.0 && min > floor, "{ty}: {r}");
+        let got_bpw = r["bits_per_weight"].as_f64().unwrap();
+        assert!(got_bpw > bpw && got_bpw < bpw + 6.0, "{ty}: {got_bpw}"); // headers weigh on a tiny file
+        let nn = r["nearest_neighbour_unchanged"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&nn));
+    }
+    // The table form says the same things.
+    let table = ok(&["eval", m, "--text", &t]);
+    for word in [
+        "mean cosine to f32",
+        "nearest neighbour unchanged",
+        "bits/weight",
+        "sentences/s",
+    ] {
+        assert!(table.contains(word), "{table}");
+    }
+}
+
+#[test]
+fn eval_says_what_was_truncated_and_rejects_bad_input() {
+    let dir = temp_dir("bert-bad");
+    let text = text_file(&dir, &LINES);
+    let m = tiny();
+    let m = m.to_str().unwrap();
+    let out = modelopt(&["eval", m, "--text", text.to_str().unwrap()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated") && err.contains("16 tokens") && err.contains("line(s) 5"),
+        "{err}"
+    );
+
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let out = modelopt(&["eval", m, "--text", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
+
+    let out = modelopt(&[
+        "eval",
+        dir.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
+
+    let bad = dir.join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00").unwrap();
+    let out = modelopt(&[
+        "eval",
+        m,
+        "--weights",
+        bad.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.gguf"));
+}
+
+#[test]
+fn imatrix_writes_llama_cpp_entries_under_checkpoint_names() {
+    let dir = temp_dir("bert-imatrix");
+    let text = text_file(&dir, &LINES);
+    let out = dir.join("imatrix.dat");
+    let m = tiny();
+    ok(&[
+        "imatrix",
+        m.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let im = Imatrix::read(&out).unwrap();
+    assert_eq!(im.entries().len(), 12);
+    let q = im
+        .get("encoder.layer.0.attention.self.query.weight")
+        .unwrap();
+    assert_eq!(q.ncall(), 1); // 5 sentences: one batch
+    assert_eq!(q.sums().len(), 32);
+    // The query's input is LayerNorm output with random gamma/beta: positive mean squares.
+    assert!(q.sums().iter().all(|&v| v > 0.0 && v.is_finite()));
+    let ffn = im.get("encoder.layer.1.output.dense.weight").unwrap();
+    assert_eq!(ffn.sums().len(), 64);
+    assert_eq!(im.last_chunk(), 1);
+    assert!(im.dataset().ends_with("text.txt"));
+    // q, k and v share their input: identical rows.
+    let k = im.get("encoder.layer.0.attention.self.key.weight").unwrap();
+    assert_eq!(q.sums(), k.sums());
+}

@@ -17,12 +17,14 @@
 //!   the codebook minimises the error of the weights themselves (SqueezeLLM-style weighting);
 //! - `log2-ch`: logarithmic levels `0, ±2^-k`, one scale per row.
 //!
-//! IQ4_NL / IQ4_XS rows are added by the GGML side of the project.
+//! - `iq4_nl` / `iq4_xs`: llama.cpp's non-uniform 4-bit GGML types (4 bits only); rows that are
+//!   not a multiple of 256 fall back from IQ4_XS to IQ4_NL, as llama-quantize does.
 
 use std::collections::BTreeMap;
 
 use modelopt_quantize::QuantScheme;
 use modelopt_quantize::codebook::{Bnb4, CodebookScheme};
+use modelopt_quantize::ggml::{self, GgmlType};
 use ndarray::{Array2, Axis};
 use safetensors::{Dtype, SafeTensors};
 
@@ -120,7 +122,28 @@ fn methods() -> Vec<Method> {
                 .ok()?;
             Some((q.dequantize(), q.storage_bytes()))
         }),
+        ("iq4_nl", |w, b| {
+            (b == 4).then(|| ggml_rows(GgmlType::IQ4_NL, w))?
+        }),
+        ("iq4_xs", |w, b| {
+            (b == 4).then(|| ggml_rows(GgmlType::IQ4_XS, w))?
+        }),
     ]
+}
+
+/// Quantizes `w` row by row to a GGML type (IQ4_XS falls back to IQ4_NL on rows that are not a
+/// multiple of its 256-weight super-block, as llama-quantize does): dequantized values and bytes.
+fn ggml_rows(ty: GgmlType, w: &Array2<f32>) -> Option<(Array2<f32>, usize)> {
+    let cols = w.ncols();
+    let ty = if cols % ty.block_size() == 0 {
+        ty
+    } else {
+        GgmlType::IQ4_NL
+    };
+    let x: Vec<f32> = w.iter().copied().collect();
+    let q = ggml::quantize(ty, &x).ok()?;
+    let y = ggml::dequantize(ty, &q, x.len()).ok()?;
+    Some((Array2::from_shape_vec(w.raw_dim(), y).ok()?, q.len()))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -175,7 +198,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("| {m} | {:.3} | {:.2} |", s.bpw(), s.db());
             }
         }
-        println!("| iq4_nl / iq4_xs | (GGML side) | |");
     }
     Ok(())
 }

@@ -135,7 +135,7 @@ fn methods() -> Vec<Method> {
 /// multiple of its 256-weight super-block, as llama-quantize does): dequantized values and bytes.
 fn ggml_rows(ty: GgmlType, w: &Array2<f32>) -> Option<(Array2<f32>, usize)> {
     let cols = w.ncols();
-    let ty = if cols % ty.block_size() == 0 {
+    let ty = if cols.is_multiple_of(ty.block_size()) {
         ty
     } else {
         GgmlType::IQ4_NL

@@ -10,7 +10,7 @@ peak RSS (the child's ru_maxrss). Each run writes a new file after `sync`.
 Usage: python3 benches/compare/llama_quantize.py [--bin target/release/modelopt] [--threads 2]
        [--repeat 3] [--dir /tmp/modelopt-llama-bench] [--peer llama-quantize]
 """
-import argparse, os, resource, shutil, statistics, subprocess, sys, time
+import argparse, os, shutil, statistics, subprocess, sys, time
 
 QUOTED = {"Q8_0": 0.54, "Q4_K_M": 5.19, "Q4_K_M+imatrix": 8.96}
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -18,17 +18,18 @@ MAKE = os.path.join(HERE, "../../crates/cli/tests/data/llama_quantize/make_llama
 
 
 def run(cmd):
-    """(wall s, cpu s, peak RSS MiB) of one child; fails loudly."""
+    """(wall s, cpu s, peak RSS MiB) of this one child (wait4, so an earlier child such as the model
+    generator does not leak into the peak, as RUSAGE_CHILDREN's maximum would); fails loudly."""
     subprocess.run(["sync"], check=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
-        sys.exit(f"{cmd} failed: {p.stderr.decode()}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss / 1024
+        sys.exit(f"{cmd} failed: {err.decode()}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main():

@@ -7,10 +7,13 @@ crates/cli/data/sentences.txt (the file the reference set ../shared/reference/mi
 its first 48 lines are the reference's), or --text FILE.
 
 torch side: transformers BertModel (eager, torch.set_num_threads(1), inference_mode), Hugging Face's
-fast tokenizer with padding to the longest of the batch. modelopt side: the example
+fast tokenizer with padding to the longest of the batch, in f32 and (--int8) after
+`torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, qint8)` (int8 weights, activations
+quantized per batch at run time, fbgemm/x86 kernels). modelopt side: the example
 `crates/bert/examples/embed_speed.rs` (SentenceEncoder::embed, Par::Seq) with the f32 weights and, for
---int8, the int8 safetensors that `modelopt quantize --type int8` writes (dequantized at load: same
-kernels as f32; integer kernels are not used yet).
+--int8, (a) the same f32 weights quantized to int8 at load and run as W8A8 (`Execution::Int8Dynamic`,
+per-token activations) and (b) the int8 safetensors that `modelopt quantize --type int8` writes, run
+as stored (W8A8 on its codes).
 
 Clock: thread CPU time on both sides (torch: time.thread_time; Rust: cpu_time::ThreadTime), best of
 --reps runs each, rounds interleaved torch / modelopt / torch ..., so a loaded machine penalises both
@@ -30,10 +33,12 @@ import torch
 from transformers import AutoTokenizer, BertModel
 
 
-def torch_side(model_dir, texts, reps):
+def torch_side(model_dir, texts, reps, int8=False):
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = BertModel.from_pretrained(model_dir).eval()
+    if int8:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     best = float("inf")
     out = None
     for _ in range(reps):
@@ -51,8 +56,8 @@ def torch_side(model_dir, texts, reps):
     return best, out
 
 
-def rust_side(binary, model_dir, weights, text, reps):
-    r = subprocess.run([binary, model_dir, weights, text, str(reps)], check=True, capture_output=True, text=True)
+def rust_side(binary, model_dir, weights, text, reps, exec_mode="stored"):
+    r = subprocess.run([binary, model_dir, weights, text, str(reps), exec_mode], check=True, capture_output=True, text=True)
     return json.loads(r.stdout.strip().splitlines()[-1])["cpu_seconds"]
 
 
@@ -70,13 +75,23 @@ def main():
     binary = "target/release/examples/embed_speed"
     n = len(texts)
     torch_runs, ratios, rust_runs, int8_runs = [], [], [], []
+    tq_runs, dyn_runs, q_ratios = [], [], []
     prev, _ = torch_side(model_dir, texts, a.reps)
     torch_runs.append(prev)
+    prev_q = torch_side(model_dir, texts, a.reps, int8=True)[0] if a.int8 else None
+    if a.int8:
+        tq_runs.append(prev_q)
     for _ in range(a.rounds):
         r = rust_side(binary, model_dir, "", a.text, a.reps)
         rust_runs.append(r)
         if a.int8:
+            d = rust_side(binary, model_dir, "", a.text, a.reps, "int8")
+            dyn_runs.append(d)
             int8_runs.append(rust_side(binary, model_dir, a.int8, a.text, a.reps))
+            nxt_q, _ = torch_side(model_dir, texts, a.reps, int8=True)
+            tq_runs.append(nxt_q)
+            q_ratios.append(min(prev_q, nxt_q) / d)
+            prev_q = nxt_q
         nxt, _ = torch_side(model_dir, texts, a.reps)
         torch_runs.append(nxt)
         ratios.append(min(prev, nxt) / r)
@@ -85,12 +100,15 @@ def main():
     print(f"{n} sentences, batches of 32, one thread, thread CPU time, best of {a.reps} per run, {a.rounds} rounds")
     print("| side | sentences/s (median) |")
     print("|---|---|")
-    print(f"| transformers BertModel (torch {torch.__version__}) | {n / med(torch_runs):.1f} |")
+    print(f"| transformers BertModel (torch {torch.__version__}) f32 | {n / med(torch_runs):.1f} |")
     print(f"| modelopt-bert f32 | {n / med(rust_runs):.1f} |")
     if int8_runs:
-        print(f"| modelopt-bert int8 weights (dequantized at load) | {n / med(int8_runs):.1f} |")
-    print(f"modelopt / torch speed: median {med(ratios):.2f}x (rounds {min(ratios):.2f}x .. {max(ratios):.2f}x)")
-
+        print(f"| transformers BertModel + torch quantize_dynamic int8 | {n / med(tq_runs):.1f} |")
+        print(f"| modelopt-bert W8A8 (f32 weights quantized at load, Execution::Int8Dynamic) | {n / med(dyn_runs):.1f} |")
+        print(f"| modelopt-bert int8 safetensors as stored (W8A8) | {n / med(int8_runs):.1f} |")
+    print(f"modelopt / torch speed, f32: median {med(ratios):.2f}x (rounds {min(ratios):.2f}x .. {max(ratios):.2f}x)")
+    if q_ratios:
+        print(f"modelopt W8A8 / torch quantize_dynamic: median {med(q_ratios):.2f}x (rounds {min(q_ratios):.2f}x .. {max(q_ratios):.2f}x)")
 
 if __name__ == "__main__":
     main()

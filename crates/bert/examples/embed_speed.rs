@@ -1,17 +1,18 @@
-//! Sentences per second on a text file, one thread: `cargo run --release -p modelopt-bert --example embed_speed -- MODEL_DIR [WEIGHTS] [TEXT]`.
+//! Sentences per second on a text file, one thread: `cargo run --release -p modelopt-bert --example embed_speed -- MODEL_DIR [WEIGHTS] [TEXT] [ROUNDS] [EXEC]`
+//! (EXEC: `stored`, the default, `float` or `int8`; see `modelopt_bert::Execution`).
 //! Best of ROUNDS (default 3) runs of `SentenceEncoder::embed` (tokenisation included) over the
 //! text, wall and thread CPU seconds; prints one JSON line (used by benches/compare/bert.py).
 
 use std::time::Instant;
 
-use modelopt_bert::SentenceEncoder;
+use modelopt_bert::{Execution, SentenceEncoder};
 use modelopt_tensor_core::Par;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = args
         .first()
-        .ok_or("usage: embed_speed MODEL_DIR [WEIGHTS] [TEXT] [ROUNDS]")?;
+        .ok_or("usage: embed_speed MODEL_DIR [WEIGHTS] [TEXT] [ROUNDS] [EXEC]")?;
     let weights = args
         .get(1)
         .filter(|w| !w.is_empty())
@@ -25,8 +26,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))?,
     };
     let rounds: usize = args.get(3).map_or(Ok(3), |r| r.parse())?;
+    let exec = Execution::parse(args.get(4).map_or("stored", String::as_str))?;
     let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let enc = SentenceEncoder::with_weights(dir, weights)?;
+    let enc = SentenceEncoder::with_weights_and(dir, weights, exec)?;
     let t = Instant::now();
     let tok = enc.tokenizer().encode(&texts)?;
     let tok_secs = t.elapsed().as_secs_f64();

@@ -5,7 +5,9 @@ use std::path::Path;
 use modelopt_tensor_core::Par;
 use ndarray::{Array2, ArrayView2, Axis};
 
-use crate::{ActivationHook, BertConfig, BertError, BertModel, Result, SentenceTokenizer};
+use crate::{
+    ActivationHook, BertConfig, BertError, BertModel, Execution, Result, SentenceTokenizer,
+};
 
 /// Sentences per forward pass in [`SentenceEncoder::embed`]: fixed, so the results do not depend
 /// on the thread count or on how many texts one call gets beyond this.
@@ -61,6 +63,21 @@ impl SentenceEncoder {
     /// # Ok::<(), modelopt_bert::BertError>(())
     /// ```
     pub fn with_weights(dir: impl AsRef<Path>, weights: impl AsRef<Path>) -> Result<Self> {
+        Self::with_weights_and(dir, weights, Execution::default())
+    }
+
+    /// [`with_weights`](Self::with_weights) with the linear layers run as `execution` says.
+    ///
+    /// ```no_run
+    /// use modelopt_bert::{Execution, SentenceEncoder};
+    /// let w8a8 = SentenceEncoder::with_weights_and("minilm", "minilm/model.safetensors", Execution::Int8Dynamic)?;
+    /// # Ok::<(), modelopt_bert::BertError>(())
+    /// ```
+    pub fn with_weights_and(
+        dir: impl AsRef<Path>,
+        weights: impl AsRef<Path>,
+        execution: Execution,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(BertError::file(
@@ -73,7 +90,7 @@ impl SentenceEncoder {
             dir.join("tokenizer.json"),
             config.max_position_embeddings,
         )?;
-        let model = BertModel::from_file(config, weights)?;
+        let model = BertModel::from_file_with(config, weights, execution)?;
         Ok(SentenceEncoder { tokenizer, model })
     }
 

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use modelopt_tensor_core::Par;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
 
+use crate::execution::Kernel;
 use crate::{BertError, Result};
 
 /// Rows of one product of a linear layer. Fixed (not derived from the thread count), so that the
@@ -12,11 +13,13 @@ use crate::{BertError, Result};
 /// for any number of threads. 128 rows of 384-1536 columns keep the GEMM efficient.
 pub(crate) const TILE_ROWS: usize = 128;
 
-/// `y = x W^T + b` with torch's weight layout `[out, in]`.
+/// `y = x W^T + b` with torch's weight layout `[out, in]`, in f32 or, when `kernel` is set, in
+/// integers (`weight` then holds the dequantized values, for hooks and weight replacement).
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     pub(crate) weight: Array2<f32>,
     pub(crate) bias: Array1<f32>,
+    pub(crate) kernel: Option<Kernel>,
 }
 
 impl Linear {
@@ -47,12 +50,22 @@ impl Linear {
                 let r0 = i * TILE_ROWS;
                 let n = chunk.len() / out.max(1);
                 let mut run = || -> Result<()> {
+                    let rows_in = x.slice(s![r0..r0 + n, ..]);
+                    if let Some(kernel) = &self.kernel {
+                        let rows_in = rows_in.as_standard_layout();
+                        let xs = rows_in
+                            .as_slice()
+                            .ok_or_else(|| BertError::Input("activations not contiguous".into()))?;
+                        kernel.forward(xs, n, chunk)?;
+                    }
                     let mut tile = ArrayViewMut2::from_shape((n, out), chunk)
                         .map_err(|e| BertError::Input(format!("tile shape: {e}")))?;
-                    for mut row in tile.rows_mut() {
-                        row.assign(&self.bias);
+                    if self.kernel.is_none() {
+                        for mut row in tile.rows_mut() {
+                            row.assign(&self.bias);
+                        }
+                        modelopt_nn::matmul(1.0, &rows_in, &w_t, 1.0, &mut tile)?;
                     }
-                    modelopt_nn::matmul(1.0, &x.slice(s![r0..r0 + n, ..]), &w_t, 1.0, &mut tile)?;
                     epilogue(r0, tile);
                     Ok(())
                 };
@@ -126,6 +139,7 @@ mod tests {
         let x = Array2::from_shape_fn((rows, inp), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
         let w = Array2::from_shape_fn((out, inp), |(i, j)| ((i + 2 * j) % 5) as f32 * 0.5 - 1.0);
         let lin = Linear {
+            kernel: None,
             weight: w.clone(),
             bias: array![0.5, -1.0, 2.0],
         };

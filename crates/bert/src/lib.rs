@@ -4,8 +4,10 @@
 //! activations calibration needs. Runs all-MiniLM-L6-v2 (sentence-transformers) from its folder
 //! (`config.json`, `tokenizer.json`, `model.safetensors`) or with weights from any file
 //! [`modelopt_io::Checkpoint`] reads: GGUF of any GGML block type, int8/int4 safetensors as
-//! `modelopt quantize` writes them, pruned checkpoints (quantized weights are dequantized once at
-//! load).
+//! `modelopt quantize` writes them, pruned checkpoints. Quantized linear weights run in integers
+//! as they are stored ([`Execution::Stored`], the default: GGML Q8_0 / Q4_0 / Q4_K / IQ4_NL
+//! blocks and int4 times 8-bit activation blocks, int8 as W8A8 with per-token activations, all
+//! through `modelopt-kernels`); other formats are dequantized once at load.
 //!
 //! - [`SentenceEncoder`]: tokenizer + model + mean pooling + L2 normalisation;
 //! - [`BertModel`]: embeddings, multi-head self-attention, exact-GELU feed-forward, LayerNorm,
@@ -15,7 +17,8 @@
 //!   batch by batch, to any accumulator ([`SquaredSums`] for importance matrices, or a closure);
 //! - [`SentenceTokenizer`]: Hugging Face's `tokenizers` from `tokenizer.json`, with truncation.
 //!
-//! Matrix products go through [`modelopt_nn::matmul`] (faer's `gemm-f32` kernels).
+//! f32 matrix products go through [`modelopt_nn::matmul`] (faer's `gemm-f32` kernels);
+//! [`Execution::Int8Dynamic`] runs any f32 checkpoint as W8A8 (torch's `quantize_dynamic`).
 //!
 //! ```no_run
 //! use modelopt_bert::{SentenceEncoder, SquaredSums};
@@ -37,6 +40,7 @@ mod batch;
 mod config;
 mod encoder;
 mod error;
+mod execution;
 mod hook;
 mod layers;
 mod model;
@@ -46,6 +50,7 @@ pub use batch::TokenBatch;
 pub use config::{BertConfig, HiddenAct};
 pub use encoder::{BATCH_SENTENCES, Embeddings, SentenceEncoder};
 pub use error::{BertError, Result};
+pub use execution::Execution;
 pub use hook::{ActivationHook, ColumnSums, SquaredSums};
 pub use model::{BertModel, mean_pool_normalize};
 pub use tokenize::{SentenceTokenizer, Tokenized};

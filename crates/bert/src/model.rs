@@ -7,10 +7,11 @@ use modelopt_io::Checkpoint;
 use modelopt_tensor_core::Par;
 use ndarray::{Array1, Array2, ArrayView2, Axis, concatenate, s};
 
+use crate::execution::StoredWeight;
 use crate::layers::{LayerNorm, Linear, softmax_rows};
 
 mod stepwise;
-use crate::{ActivationHook, BertConfig, BertError, Result, TokenBatch};
+use crate::{ActivationHook, BertConfig, BertError, Execution, Result, TokenBatch};
 
 /// One encoder layer. Query, key and value are one fused product (`[3H, H]` weight), their
 /// three checkpoint names kept for the hooks.
@@ -32,9 +33,10 @@ struct Layer {
 /// token type, LayerNorm), `num_hidden_layers` layers of multi-head self-attention and GELU
 /// feed-forward with residual LayerNorms.
 ///
-/// Weights come from any [`Checkpoint`] (safetensors or GGUF, plain or quantized: quantized
-/// tensors are dequantized once at load) under Hugging Face's names, with or without a `bert.`
-/// prefix. The forward pass runs on a [`TokenBatch`] (real tokens only), in parallel as
+/// Weights come from any [`Checkpoint`] (safetensors or GGUF, plain or quantized) under Hugging
+/// Face's names, with or without a `bert.` prefix. Quantized linear weights run in integers
+/// where `modelopt-kernels` has a kernel for their stored format, the rest dequantized once at
+/// load ([`Execution`] chooses; [`BertModel::linear_kernels`] tells what runs). The forward pass runs on a [`TokenBatch`] (real tokens only), in parallel as
 /// [`Par`] allows, with the same results for any thread count.
 ///
 /// ```no_run
@@ -62,6 +64,7 @@ struct Loader<'a> {
     ckpt: &'a Checkpoint,
     shapes: HashMap<String, (Vec<usize>, bool)>,
     prefix: &'static str,
+    execution: Execution,
 }
 
 impl Loader<'_> {
@@ -105,11 +108,49 @@ impl Loader<'_> {
         Ok(Array1::from(self.tensor(name, &[len])?))
     }
 
-    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+    /// Linear layer `name` with f32 weights only.
+    fn linear_f32(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
         Ok(Linear {
             weight: self.matrix(&format!("{name}.weight"), out, inp)?,
             bias: self.vector(&format!("{name}.bias"), out)?,
+            kernel: None,
         })
+    }
+
+    /// Linear layer `name`, with its integer kernel as the execution mode asks.
+    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+        let mut lin = self.linear_f32(name, out, inp)?;
+        let stored = match self.execution {
+            Execution::Stored => self.read_stored(name)?,
+            _ => None,
+        };
+        self.attach(&mut lin, stored)?;
+        Ok(lin)
+    }
+
+    /// The stored form of linear layer `name`'s weight, if a kernel runs it.
+    fn read_stored(&self, name: &str) -> Result<Option<StoredWeight>> {
+        StoredWeight::read(self.ckpt, &self.name(&format!("{name}.weight")))
+    }
+
+    /// Gives `lin` its kernel: the one of `stored`, or for [`Execution::Int8Dynamic`] its f32
+    /// weight quantized to int8.
+    fn attach(&self, lin: &mut Linear, stored: Option<StoredWeight>) -> Result<()> {
+        let stored = match self.execution {
+            Execution::Int8Dynamic => lin
+                .weight
+                .as_slice()
+                .map(|w| StoredWeight::int8_per_channel(w, lin.weight.ncols())),
+            _ => stored,
+        };
+        if let Some(w) = stored {
+            let bias = lin
+                .bias
+                .as_slice()
+                .ok_or_else(|| BertError::Input("bias not contiguous".into()))?;
+            lin.kernel = Some(w.kernel(lin.weight.nrows(), lin.weight.ncols(), bias)?);
+        }
+        Ok(())
     }
 
     fn layer_norm(&self, name: &str, width: usize, eps: f32) -> Result<LayerNorm> {
@@ -134,6 +175,22 @@ impl BertModel {
         Self::from_checkpoint(config, &Checkpoint::open(path)?)
     }
 
+    /// [`from_file`](Self::from_file) with the linear layers run as `execution` says.
+    ///
+    /// ```no_run
+    /// # use modelopt_bert::{BertConfig, BertModel, Execution};
+    /// let config = BertConfig::from_file("minilm/config.json")?;
+    /// let reference = BertModel::from_file_with(config, "minilm-q4_0.gguf", Execution::Float)?;
+    /// # Ok::<(), modelopt_bert::BertError>(())
+    /// ```
+    pub fn from_file_with(
+        config: BertConfig,
+        path: impl AsRef<Path>,
+        execution: Execution,
+    ) -> Result<Self> {
+        Self::from_checkpoint_with(config, &Checkpoint::open(path)?, execution)
+    }
+
     /// Loads the encoder's tensors from an open checkpoint, checking every shape against the
     /// config. A missing tensor, a wrong shape or a non-finite weight is an error naming the
     /// file and the tensor.
@@ -145,6 +202,24 @@ impl BertModel {
     /// # Ok::<(), modelopt_bert::BertError>(())
     /// ```
     pub fn from_checkpoint(config: BertConfig, ckpt: &Checkpoint) -> Result<Self> {
+        Self::from_checkpoint_with(config, ckpt, Execution::default())
+    }
+
+    /// [`from_checkpoint`](Self::from_checkpoint) with the linear layers run as `execution`
+    /// says.
+    ///
+    /// ```no_run
+    /// # use modelopt_bert::{BertConfig, BertModel, Execution};
+    /// let ckpt = modelopt_io::Checkpoint::open("minilm/model.safetensors")?;
+    /// let config = BertConfig::from_file("minilm/config.json")?;
+    /// let model = BertModel::from_checkpoint_with(config, &ckpt, Execution::Int8Dynamic)?;
+    /// # Ok::<(), modelopt_bert::BertError>(())
+    /// ```
+    pub fn from_checkpoint_with(
+        config: BertConfig,
+        ckpt: &Checkpoint,
+        execution: Execution,
+    ) -> Result<Self> {
         let shapes: HashMap<String, (Vec<usize>, bool)> = ckpt
             .tensors()
             .into_iter()
@@ -165,6 +240,7 @@ impl BertModel {
             ckpt,
             shapes,
             prefix,
+            execution,
         };
         let c = &config;
         let (h, f, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
@@ -172,19 +248,29 @@ impl BertModel {
         for i in 0..c.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
             let (q, k, v) = (
-                l.linear(&format!("{p}.attention.self.query"), h, h)?,
-                l.linear(&format!("{p}.attention.self.key"), h, h)?,
-                l.linear(&format!("{p}.attention.self.value"), h, h)?,
+                l.linear_f32(&format!("{p}.attention.self.query"), h, h)?,
+                l.linear_f32(&format!("{p}.attention.self.key"), h, h)?,
+                l.linear_f32(&format!("{p}.attention.self.value"), h, h)?,
             );
             let cat = |a: [&Array2<f32>; 3]| {
                 concatenate(Axis(0), &[a[0].view(), a[1].view(), a[2].view()])
             };
-            let qkv = Linear {
+            let mut qkv = Linear {
                 weight: cat([&q.weight, &k.weight, &v.weight])
                     .map_err(|e| BertError::Input(e.to_string()))?,
                 bias: concatenate(Axis(0), &[q.bias.view(), k.bias.view(), v.bias.view()])
                     .map_err(|e| BertError::Input(e.to_string()))?,
+                kernel: None,
             };
+            // One integer product for the three when they are stored alike.
+            let stacked = match l.execution {
+                Execution::Stored => {
+                    let read = |part: &str| l.read_stored(&format!("{p}.attention.self.{part}"));
+                    StoredWeight::stack([read("query")?, read("key")?, read("value")?])
+                }
+                _ => None,
+            };
+            l.attach(&mut qkv, stacked)?;
             let weight_name = |part: &str| l.name(&format!("{p}.{part}.weight"));
             layers.push(Layer {
                 qkv,
@@ -224,6 +310,33 @@ impl BertModel {
     /// The model's configuration.
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    /// How each linear layer runs, by checkpoint weight name in hook order: `"f32"` or the
+    /// integer kernel (`"W8A8 (...)"`, `"Q4_0 x 8-bit activation blocks"`, ...).
+    ///
+    /// ```no_run
+    /// # let model: modelopt_bert::BertModel = todo!();
+    /// let integer = model.linear_kernels().iter().filter(|(_, k)| k != "f32").count();
+    /// ```
+    pub fn linear_kernels(&self) -> Vec<(String, String)> {
+        let name = |lin: &Linear| {
+            lin.kernel
+                .as_ref()
+                .map_or_else(|| "f32".to_string(), |k| k.name())
+        };
+        self.layers
+            .iter()
+            .flat_map(|l| {
+                let qkv = l.qkv_names.iter().map(|n| (n.clone(), name(&l.qkv)));
+                qkv.chain([
+                    (l.attn_out_name.clone(), name(&l.attn_out)),
+                    (l.inter_name.clone(), name(&l.inter)),
+                    (l.out_name.clone(), name(&l.out)),
+                ])
+                .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Checkpoint names of the weights of every linear layer, in the order the hooks see them.

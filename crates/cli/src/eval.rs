@@ -1,10 +1,11 @@
-//! `modelopt eval MODEL_DIR [--weights FILE] [--text FILE] [--json]`: what a compressed
-//! checkpoint costs, measured on sentence embeddings.
+//! `modelopt eval MODEL_DIR [--weights FILE] [--text FILE] [--exec stored|float|int8] [--json]`:
+//! what a compressed checkpoint costs, measured on sentence embeddings, run the way a user of the
+//! file runs it (quantized linear layers in integers where a kernel exists).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use modelopt_bert::SentenceEncoder;
+use modelopt_bert::{Execution, SentenceEncoder};
 use modelopt_io::Checkpoint;
 use modelopt_tensor_core::Par;
 use ndarray::{Array2, ArrayView2};
@@ -25,12 +26,22 @@ pub struct EvalArgs {
     /// Text file, one sentence per line. Default: 780 built-in sentences (Python's documentation).
     #[arg(long, value_name = "FILE")]
     pub text: Option<PathBuf>,
+    /// How the evaluated weights' linear layers run: `stored` (quantized weights in integers
+    /// where a kernel exists for their format: Q8_0/Q4_0/Q4_K/IQ4_NL blocks, int8, int4; the
+    /// rest dequantized), `float` (everything dequantized to f32), `int8` (every linear weight
+    /// quantized to int8 at load, activations per token).
+    #[arg(long, value_name = "MODE", default_value = "stored", value_parser = parse_exec)]
+    pub exec: Execution,
     /// Print one JSON document on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+fn parse_exec(s: &str) -> Result<Execution, String> {
+    Execution::parse(s).map_err(|e| e.to_string())
 }
 
 fn bert_err(e: modelopt_bert::BertError) -> CliError {
@@ -91,7 +102,18 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
         .clone()
         .unwrap_or_else(|| args.model_dir.join("model.safetensors"));
     let t_load = Instant::now();
-    let candidate = SentenceEncoder::with_weights(&args.model_dir, &weights).map_err(bert_err)?;
+    let candidate = SentenceEncoder::with_weights_and(&args.model_dir, &weights, args.exec)
+        .map_err(bert_err)?;
+    let kernels = candidate.model().linear_kernels();
+    let integer = kernels.iter().filter(|(_, k)| k != "f32").count();
+    let mut kinds: Vec<&str> = kernels.iter().map(|(_, k)| k.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let execution = format!(
+        "{integer} of {} linear layers in integers ({})",
+        kernels.len(),
+        kinds.join("; ")
+    );
     let load_secs = t_load.elapsed().as_secs_f64();
     let t_run = Instant::now();
     let got = candidate.embed(texts, par).map_err(bert_err)?;
@@ -147,6 +169,9 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
                 "total": json_f64(total_secs),
             },
             "sentences_per_second": json_f64(per_sec),
+            "execution": execution,
+            "integer_layers": integer,
+            "linear_layers": kernels.len(),
             "threads": par.degree(),
         });
         println!("{doc:#}");
@@ -167,6 +192,7 @@ pub fn run(args: &EvalArgs) -> CliResult<()> {
                     bytes(file_bytes)
                 ),
             ],
+            vec!["execution".into(), execution],
             vec!["mean cosine to f32".into(), format!("{mean:.6}")],
             vec![
                 "min cosine to f32".into(),

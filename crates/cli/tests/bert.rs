@@ -66,7 +66,30 @@ fn eval_reports_cosine_neighbours_and_bits_per_weight() {
         assert!(got_bpw > bpw && got_bpw < bpw + 6.0, "{ty}: {got_bpw}"); // headers weigh on a tiny file
         let nn = r["nearest_neighbour_unchanged"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&nn));
+        // Run as stored: every linear layer of the 2-layer model on an integer kernel...
+        assert_eq!(
+            (r["integer_layers"].as_u64(), r["linear_layers"].as_u64()),
+            (Some(12), Some(12)),
+            "{ty}"
+        );
+        // ... or, asked, dequantized to f32.
+        let f = ok_json(&[
+            "eval",
+            m,
+            "--weights",
+            o,
+            "--text",
+            &t,
+            "--exec",
+            "float",
+            "--json",
+        ]);
+        assert_eq!(f["integer_layers"], 0, "{ty}");
     }
+    assert_eq!(same["integer_layers"], 0); // f32 weights run in f32
+    let bad = modelopt(&["eval", m, "--text", &t, "--exec", "fp8"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("fp8"));
     // The table form says the same things.
     let table = ok(&["eval", m, "--text", &t]);
     for word in [

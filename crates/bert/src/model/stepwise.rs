@@ -83,9 +83,9 @@ impl BertModel {
         Err(BertError::Input(format!("no linear layer named `{name}`")))
     }
 
-    /// Replaces the weight of linear layer `name` (e.g. by its quantized-dequantized values).
-    /// Errors on an unknown name, a shape other than the current weight's, or a non-finite
-    /// value.
+    /// Replaces the weight of linear layer `name` (e.g. by its quantized-dequantized values);
+    /// the layer then runs in f32 (an integer kernel it had is dropped). Errors on an unknown
+    /// name, a shape other than the current weight's, or a non-finite value.
     pub fn set_linear_weight(&mut self, name: &str, w: ArrayView2<'_, f32>) -> Result<()> {
         let current = self.linear_weight(name)?.dim();
         if w.dim() != current {
@@ -106,6 +106,7 @@ impl BertModel {
                     .weight
                     .slice_mut(s![k * h..(k + 1) * h, ..])
                     .assign(&w);
+                l.qkv.kernel = None;
                 return Ok(());
             }
             for (n, lin) in [
@@ -115,6 +116,7 @@ impl BertModel {
             ] {
                 if n == name {
                     lin.weight.assign(&w);
+                    lin.kernel = None;
                     return Ok(());
                 }
             }

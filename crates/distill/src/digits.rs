@@ -156,23 +156,13 @@ impl Digits {
     /// `round(validation * n_class)` go to validation, `round(test * n_class)` to test, the rest to
     /// training; each part is then shuffled. Fractions must be in `[0, 1)` with a sum below 1.
     pub fn split(&self, validation: f64, test: f64, seed: u64) -> Result<DigitsSplit> {
-        if !(0.0..1.0).contains(&validation)
-            || !(0.0..1.0).contains(&test)
-            || validation + test >= 1.0
-        {
-            return Err(CoreError::invalid(
-                "split",
-                format!("fractions must be in [0, 1) with sum < 1, got validation {validation}, test {test}"),
-            )
-            .into());
-        }
         stratified_split(&self.inputs, &self.labels, validation, test, seed)
     }
 }
 
 /// The split behind [`Digits::split`] and [`crate::Mnist::split`]: per class, shuffle with `seed`
 /// and cut `round(validation * n_class)` for validation, `round(test * n_class)` for test, the rest
-/// for training; then shuffle each part. Fractions are checked by the callers.
+/// for training; then shuffle each part. The fractions must be in `[0, 1)` with a sum below 1.
 pub(crate) fn stratified_split(
     inputs: &Array2<f32>,
     labels: &[usize],
@@ -180,6 +170,16 @@ pub(crate) fn stratified_split(
     test: f64,
     seed: u64,
 ) -> Result<DigitsSplit> {
+    if !(0.0..1.0).contains(&validation) || !(0.0..1.0).contains(&test) || validation + test >= 1.0
+    {
+        return Err(CoreError::invalid(
+            "split",
+            format!(
+                "fractions must be in [0, 1) with sum < 1, got validation {validation}, test {test}"
+            ),
+        )
+        .into());
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
     for class in 0..CLASSES {

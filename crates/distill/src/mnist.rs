@@ -134,16 +134,6 @@ impl Mnist {
     /// Split stratified by class, as [`crate::Digits::split`]: fractions in `[0, 1)` with a sum
     /// below 1; the same seed gives the same split.
     pub fn split(&self, validation: f64, test: f64, seed: u64) -> Result<DigitsSplit> {
-        if !(0.0..1.0).contains(&validation)
-            || !(0.0..1.0).contains(&test)
-            || validation + test >= 1.0
-        {
-            return Err(CoreError::invalid(
-                "split",
-                format!("fractions must be in [0, 1) with sum < 1, got validation {validation}, test {test}"),
-            )
-            .into());
-        }
         stratified_split(&self.inputs, &self.labels, validation, test, seed)
     }
 }

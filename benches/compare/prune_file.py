@@ -10,12 +10,19 @@ torch.set_num_threads(N). modelopt: the release binary, `--threads N`. Runs are 
 (torch, modelopt, torch, modelopt, ...), medians printed; the two outputs are compared (same
 zeros?). GB/s = bytes of f32 input / wall seconds.
 
+With --in-memory, torch's side is only its in-memory `prune.l1_unstructured` of the tensors
+already loaded (one thread; the figure issue 13 compares the whole modelopt command with), and the
+file defaults to one 4096x4096 f32 tensor (/tmp/modelopt-bench-4096.safetensors, 67 MB); peak RSS
+of the modelopt command is printed too.
+
 Usage: python3 benches/compare/prune_file.py [--file F.safetensors] [--bin target/release/modelopt]
-       [--threads 2] [--repeat 3] [--scopes tensor global]
+       [--threads 2] [--repeat 3] [--scopes tensor global] [--in-memory]
 Without --file, makes /tmp/modelopt-bench-8x4096.safetensors (8 x 4096x4096 f32, 537 MB; the
 file of quantize_file.py).
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 TORCH_SCRIPT = r"""
 import sys, time, torch
@@ -48,12 +55,69 @@ print(time.perf_counter() - t0)
 """
 
 
-def make_file(path):
+TORCH_IN_MEMORY = r"""
+import sys, time, torch
+import torch.nn as nn
+from torch.nn.utils import prune
+from safetensors.torch import load_file
+torch.set_num_threads(1)
+sd = load_file(sys.argv[1])
+total = 0.0
+for n, t in sd.items():
+    if not (t.is_floating_point() and t.dim() >= 2):
+        continue
+    m = nn.Module()
+    m.weight = nn.Parameter(t.clone(), requires_grad=False)
+    t0 = time.perf_counter()
+    prune.l1_unstructured(m, "weight", amount=0.5)
+    total += time.perf_counter() - t0
+print(total)
+"""
+
+
+def make_file(path, tensors=8):
     import numpy as np
     from safetensors.numpy import save_file
     rng = np.random.default_rng(0)
     save_file({f"layers.{i}.weight": rng.standard_normal((4096, 4096), dtype=np.float32) * 0.02
-               for i in range(8)}, path)
+               for i in range(tensors)}, path)
+
+
+def in_memory(a):
+    """The whole modelopt command against torch's in-memory l1_unstructured (one thread)."""
+    path = a.file or "/tmp/modelopt-bench-4096.safetensors"
+    if not os.path.exists(path):
+        # In a child: a forked child's peak RSS (wait4) starts from its parent's, so this
+        # process must not hold the generated array.
+        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {HERE!r}); "
+                        f"import prune_file; prune_file.make_file({path!r}, tensors=1)"], check=True)
+    tmp = tempfile.mkdtemp(prefix="modelopt-prune-bench-")
+    script = os.path.join(tmp, "torch_in_memory.py")
+    with open(script, "w") as f:
+        f.write(TORCH_IN_MEMORY)
+    out = os.path.join(tmp, "mo.safetensors")
+    tt, mt, rss = [], [], []
+    for _ in range(a.repeat):
+        tt.append(float(subprocess.run([sys.executable, script, path], check=True,
+                                       capture_output=True, text=True).stdout.split()[-1]))
+        subprocess.run(["sync"], check=True)
+        t = time.perf_counter()
+        p = subprocess.Popen([a.bin, "prune", path, "-o", out, "--amount", "0.5",
+                              "--threads", str(a.threads), "--json"], stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)
+        mt.append(time.perf_counter() - t)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit("modelopt prune failed")
+        rss.append(usage.ru_maxrss / 1024)
+        os.remove(out)
+    shutil.rmtree(tmp)
+    t, m = statistics.median(tt), statistics.median(mt)
+    print(f"{path}: {os.path.getsize(path) / 1e6:.0f} MB, L1 50%, median of {a.repeat} interleaved runs")
+    print("| torch in-memory l1_unstructured, 1 thread (s) | modelopt prune, whole command, "
+          f"{a.threads} thread(s) (s) | speed-up | modelopt peak RSS (MiB) |")
+    print("|---|---|---|---|")
+    print(f"| {t:.3f} | {m:.3f} | {t / m:.1f}x | {statistics.median(rss):.0f} |")
+    print(f"  runs: torch {', '.join(f'{x:.3f}' for x in tt)}; modelopt {', '.join(f'{x:.3f}' for x in mt)}")
 
 
 def wall(cmd):
@@ -92,7 +156,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scopes", nargs="+", default=["tensor", "global"])
+    ap.add_argument("--in-memory", action="store_true")
     a = ap.parse_args()
+    if a.in_memory:
+        return in_memory(a)
     path = a.file or "/tmp/modelopt-bench-8x4096.safetensors"
     if not os.path.exists(path):
         make_file(path)

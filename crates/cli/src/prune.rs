@@ -16,7 +16,12 @@ use modelopt_io::{
     Checkpoint, DType, SafetensorsFile, SafetensorsWriter, TensorInfo, decode_f32, same_file,
 };
 use modelopt_prune::shrink::{CouplingSpec, Shrinker};
-use modelopt_prune::{Amount, Mask, Norm, PruneError, Pruner, Scope, Structure, criterion_by_name};
+use modelopt_prune::{
+    Amount, HalfFormat, Mask, Norm, PruneError, Pruner, Scope, Structure, criterion_by_name,
+    prune_magnitude_in_place, prune_magnitude_in_place_half, select_channel_bytes,
+    zero_pruned_bytes,
+};
+use modelopt_tensor_core::Par;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
 use serde_json::json;
@@ -301,7 +306,13 @@ pub fn run(args: &PruneArgs) -> CliResult<()> {
                 })
                 .collect();
             check_count(args, file.tensors(), &plans, amount, structure)?;
-            mask_and_write(args, file, &plans, &pruner)?
+            // L1/L2 magnitude, unstructured, per tensor: pruned in the read buffer, no mask.
+            let in_place = (matches!(args.criterion, CriterionArg::L1 | CriterionArg::L2)
+                && structure == Structure::Unstructured
+                && args.scope == ScopeArg::Tensor
+                && cfg!(target_endian = "little"))
+            .then_some(amount);
+            mask_and_write(args, file, &plans, &pruner, in_place)?
         }
     };
     report(args, &rows, structure, start.elapsed().as_secs_f64());
@@ -422,40 +433,6 @@ fn count_zeros(x: &[f32]) -> u64 {
         .sum()
 }
 
-/// The stored bytes with the pruned elements set to zero (all-zero bytes: +0.0 in every float
-/// dtype), in parallel, into `out` (a buffer reused from tensor to tensor).
-fn zero_pruned(raw: &[u8], eb: usize, mask: &Mask, out: &mut Vec<u8>) {
-    let keep = mask.keep();
-    let keep = keep.as_slice_memory_order().map_or_else(
-        || keep.iter().copied().collect::<Vec<bool>>().into(),
-        std::borrow::Cow::Borrowed,
-    );
-    out.clear();
-    out.resize(raw.len(), 0);
-    match eb {
-        2 => zero_elements::<2>(raw, &keep, out),
-        4 => zero_elements::<4>(raw, &keep, out),
-        _ => zero_elements::<8>(raw, &keep, out),
-    }
-}
-
-/// `out = raw` with the elements of `N` bytes whose `keep` is false set to zero (branch-free).
-fn zero_elements<const N: usize>(raw: &[u8], keep: &[bool], out: &mut [u8]) {
-    out.par_chunks_mut(CHUNK * N)
-        .zip(raw.par_chunks(CHUNK * N))
-        .zip(keep.par_chunks(CHUNK))
-        .for_each(|((o, r), k)| {
-            let (o, _) = o.as_chunks_mut::<N>();
-            let (r, _) = r.as_chunks::<N>();
-            for ((o, r), &k) in o.iter_mut().zip(r).zip(k) {
-                let m = u8::from(k).wrapping_neg();
-                for j in 0..N {
-                    o[j] = r[j] & m;
-                }
-            }
-        });
-}
-
 fn view<'a>(path: &Path, t: &TensorInfo, x: &'a [f32]) -> CliResult<ArrayViewD<'a, f32>> {
     ArrayViewD::from_shape(IxDyn(&t.shape), x)
         .map_err(|e| failure(path, format!("tensor `{}`: {e}", t.name)))
@@ -463,11 +440,85 @@ fn view<'a>(path: &Path, t: &TensorInfo, x: &'a [f32]) -> CliResult<ArrayViewD<'
 
 /// Masking mode: every planned tensor pruned (locally, one at a time, or globally), written in
 /// the input's order with its zeros.
+/// A tensor's output bytes on their way to the writer thread, in the type they were pruned in.
+enum Buf {
+    Bytes(Vec<u8>),
+    F32(Vec<f32>),
+    Half(Vec<u16>),
+}
+
+impl Buf {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Buf::Bytes(b) => b,
+            Buf::F32(v) => bytemuck::cast_slice(v),
+            Buf::Half(v) => bytemuck::cast_slice(v),
+        }
+    }
+}
+
+/// Reads plain float tensor `t` into a reused buffer of its element type (pread, in parallel)
+/// and prunes it there by magnitude: `(buffer, zeros before, zeros after)`.
+fn prune_read_in_place(
+    file: &SafetensorsFile,
+    t: &TensorInfo,
+    amount: Amount,
+    spare: Option<Buf>,
+) -> CliResult<(Buf, u64, u64)> {
+    let path = file.path();
+    let n = t.elements()?;
+    let par = Par::all_cores();
+    let err = |e: PruneError| {
+        prune_error(
+            path,
+            PruneError::InTensor {
+                name: t.name.clone(),
+                source: Box::new(e),
+            },
+        )
+    };
+    let (buf, r) = match t.dtype {
+        DType::F32 => {
+            let mut v = match spare {
+                Some(Buf::F32(v)) => v,
+                _ => Vec::new(),
+            };
+            v.resize(n, 0.0);
+            file.read_tensor_into(&t.name, bytemuck::cast_slice_mut(&mut v), par)?;
+            let r = prune_magnitude_in_place(&mut v, amount, par).map_err(err)?;
+            (Buf::F32(v), r)
+        }
+        DType::F16 | DType::BF16 => {
+            let mut v = match spare {
+                Some(Buf::Half(v)) => v,
+                _ => Vec::new(),
+            };
+            v.resize(n, 0);
+            file.read_tensor_into(&t.name, bytemuck::cast_slice_mut(&mut v), par)?;
+            let format = if t.dtype == DType::F16 {
+                HalfFormat::F16
+            } else {
+                HalfFormat::BF16
+            };
+            let r = prune_magnitude_in_place_half(&mut v, format, amount, par).map_err(err)?;
+            (Buf::Half(v), r)
+        }
+        other => {
+            return Err(failure(
+                path,
+                format!("tensor `{}`: {other} is not pruned", t.name),
+            ));
+        }
+    };
+    Ok((buf, r.zeros_before as u64, r.zeros_after as u64))
+}
+
 fn mask_and_write(
     args: &PruneArgs,
     file: &SafetensorsFile,
     plans: &[Plan],
     pruner: &Pruner,
+    in_place: Option<Amount>,
 ) -> CliResult<Vec<Row>> {
     let path = &args.input;
     let tensors = file.tensors();
@@ -508,15 +559,24 @@ fn mask_and_write(
     std::thread::scope(|s| -> CliResult<()> {
         // A writer thread writes tensor i while tensor i + 1 is pruned. Output buffers go to it
         // and come back for reuse (fresh pages cost more than the pruning), at most two in use.
-        let (to_writer, jobs) = mpsc::sync_channel::<(usize, Option<Vec<u8>>)>(0);
-        let (give_back, spare) = mpsc::channel::<Vec<u8>>();
+        let (to_writer, jobs) = mpsc::sync_channel::<(usize, Option<Buf>)>(0);
+        let (give_back, spare) = mpsc::channel::<Buf>();
         let writer = s.spawn(move || -> CliResult<()> {
             let mut written = 0;
             for (i, buf) in jobs {
                 let t = &tensors[i];
                 match buf {
                     Some(b) => {
-                        sink.write_tensor(&t.name, &b)?;
+                        // Positioned writes of a few MiB from several threads: the copy into
+                        // the page cache is most of a pruned tensor's time.
+                        const PIECE: usize = 4 << 20;
+                        let bytes = b.bytes();
+                        let out = sink.begin_tensor(&t.name, bytes.len())?;
+                        bytes
+                            .par_chunks(PIECE)
+                            .enumerate()
+                            .try_for_each(|(i, piece)| out.write_at(i * PIECE, piece))?;
+                        out.finish()?;
                         let _ = give_back.send(b); // ok: the producer may be done
                     }
                     None => {
@@ -556,6 +616,13 @@ fn mask_and_write(
                         row.note = format!("copied: {why}");
                         None
                     }
+                    Plan::Prune if in_place.is_some() && !global.contains_key(&t.name) => {
+                        let amount = in_place.unwrap_or(Amount::Fraction(0.0)); // ok: is_some
+                        let (buf, before, after) =
+                            prune_read_in_place(file, t, amount, spare.try_recv().ok())?;
+                        row.zeros = Some((before, after));
+                        Some(buf)
+                    }
                     Plan::Prune => {
                         let (mask, before) = match global.remove(&t.name) {
                             Some(m) => (m, zeros_before.get(&t.name).copied().unwrap_or(0)),
@@ -578,11 +645,20 @@ fn mask_and_write(
                             }
                         };
                         let eb = t.dtype.element_bytes().unwrap_or(4);
-                        let mut out = spare.try_recv().unwrap_or_default();
-                        zero_pruned(raw, eb, &mask, &mut out);
+                        let mut out = match spare.try_recv() {
+                            Ok(Buf::Bytes(b)) => b,
+                            _ => Vec::new(),
+                        };
+                        let keep = mask.keep();
+                        let keep = keep.as_slice_memory_order().map_or_else(
+                            || keep.iter().copied().collect::<Vec<bool>>().into(),
+                            std::borrow::Cow::Borrowed,
+                        );
+                        zero_pruned_bytes(raw, eb, &keep, &mut out, Par::all_cores())
+                            .map_err(|e| prune_error(path, e))?;
                         file.release(&t.name)?; // the input pages are no longer needed
                         row.zeros = Some((before, mask.num_pruned() as u64));
-                        Some(out)
+                        Some(Buf::Bytes(out))
                     }
                 };
                 rows.push(row);
@@ -608,21 +684,6 @@ struct GroupRow {
     members: Vec<(String, usize)>,
     channels_before: usize,
     channels_after: usize,
-}
-
-/// `bytes` (row-major `shape`, `eb` bytes per element) with only the `kept` indices of `axis`.
-fn select_bytes(bytes: &[u8], shape: &[usize], axis: usize, kept: &[usize], eb: usize) -> Vec<u8> {
-    let outer: usize = shape[..axis].iter().product();
-    let c = shape[axis];
-    let inner = shape[axis + 1..].iter().product::<usize>() * eb;
-    let mut out = Vec::with_capacity(outer * kept.len() * inner);
-    for o in 0..outer {
-        for &k in kept {
-            let at = (o * c + k) * inner;
-            out.extend_from_slice(&bytes[at..at + inner]);
-        }
-    }
-    out
 }
 
 /// `--shrink`: per group (one at a time), the channels to keep; then every tensor written with
@@ -716,7 +777,9 @@ fn shrink(
                 let mut shape = t.shape.clone();
                 let mut cur = std::borrow::Cow::Borrowed(raw);
                 for (axis, kept) in sel {
-                    cur = select_bytes(&cur, &shape, *axis, kept, eb).into();
+                    cur = select_channel_bytes(&cur, &shape, *axis, kept, eb)
+                        .map_err(|e| prune_error(path, e))?
+                        .into();
                     shape[*axis] = kept.len();
                 }
                 sink.write_tensor(&t.name, &cur)?;

@@ -2,6 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use modelopt_tensor_core::Par;
 use serde_json::Value;
 
 use crate::mapped::Mapped;
@@ -218,6 +219,53 @@ impl SafetensorsFile {
         let range = self.ranges[self.position(name)?].clone();
         self.map
             .read_tensor_at(&self.path, name, range, offset, buf)
+    }
+
+    /// Reads all of tensor `name`'s stored bytes into `buf` (exactly its length) with positioned
+    /// reads of a few MiB each, spread over threads as `par` allows: copies straight from the
+    /// page cache into a buffer the caller reuses, without touching the file's mapping.
+    ///
+    /// ```
+    /// use modelopt_io::{DType, SafetensorsFile, SafetensorsWriter, TensorInfo};
+    /// use modelopt_tensor_core::Par;
+    /// let path = std::env::temp_dir().join(format!("modelopt-rti-doc-{}.safetensors", std::process::id()));
+    /// let mut w = SafetensorsWriter::create(&path, vec![TensorInfo::new("b", DType::U8, vec![3])], Default::default())?;
+    /// w.write_tensor("b", &[7, 8, 9])?;
+    /// w.finish()?;
+    /// let f = SafetensorsFile::open(&path)?;
+    /// let mut buf = [0u8; 3];
+    /// f.read_tensor_into("b", &mut buf, Par::Seq)?;
+    /// assert_eq!(buf, [7, 8, 9]);
+    /// assert!(f.read_tensor_into("b", &mut [0u8; 2], Par::Seq).is_err()); // not its length
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), modelopt_io::IoError>(())
+    /// ```
+    pub fn read_tensor_into(&self, name: &str, buf: &mut [u8], par: Par) -> Result<()> {
+        let range = &self.ranges[self.position(name)?];
+        if buf.len() != range.len() {
+            return Err(IoError::format(
+                &self.path,
+                format!(
+                    "tensor `{name}` has {} bytes, the buffer {}",
+                    range.len(),
+                    buf.len()
+                ),
+            ));
+        }
+        const PIECE: usize = 4 << 20;
+        let first_error = std::sync::Mutex::new(None);
+        par.for_each_chunk_mut(buf, PIECE, |i, piece| {
+            if let Err(e) = self.read_tensor_at(name, i * PIECE, piece)
+                && let Ok(mut slot) = first_error.lock()
+            {
+                slot.get_or_insert(e);
+            }
+        });
+        match first_error.into_inner() {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err(IoError::format(&self.path, "a reader thread panicked")),
+        }
     }
 
     pub(crate) fn info(&self, name: &str) -> Result<&TensorInfo> {

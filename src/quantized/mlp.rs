@@ -40,7 +40,7 @@ impl Calibration {
         }
     }
 
-    fn observer(&self) -> Result<Box<dyn Observer>> {
+    pub(crate) fn observer(&self) -> Result<Box<dyn Observer>> {
         Ok(match *self {
             Calibration::MinMax => Box::new(MinMaxObserver::new()),
             Calibration::Percentile(p) => Box::new(HistogramObserver::percentile(p)?),

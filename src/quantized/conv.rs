@@ -79,6 +79,43 @@ impl QuantizedConv2d {
         })
     }
 
+    /// Builds from one [`QuantizedLinear`] per group (as [`QuantizedConv2d::group_layers`]
+    /// returns them): each takes `in_channels / groups * kh * kw` inputs, all have the same
+    /// outputs and scheme.
+    pub fn from_groups(
+        groups: Vec<QuantizedLinear>,
+        window: Window,
+        in_channels: usize,
+    ) -> Result<Self> {
+        let g = groups.len();
+        let bad = |what: String| crate::Error::from(CoreError::invalid("convolution groups", what));
+        let first = groups.first().ok_or_else(|| bad("no groups".into()))?;
+        if in_channels == 0 || !in_channels.is_multiple_of(g) {
+            return Err(bad(format!(
+                "{g} groups do not divide {in_channels} input channels"
+            )));
+        }
+        let k = in_channels / g * window.kernel[0] * window.kernel[1];
+        let out_g = first.out_features();
+        for (i, l) in groups.iter().enumerate() {
+            if l.in_features() != k || l.out_features() != out_g || l.scheme() != first.scheme() {
+                return Err(bad(format!(
+                    "group {i}: {} -> {} ({}), expected {k} -> {out_g} ({})",
+                    l.in_features(),
+                    l.out_features(),
+                    l.scheme().name(),
+                    first.scheme().name()
+                )));
+            }
+        }
+        Ok(QuantizedConv2d {
+            window,
+            in_channels,
+            out_channels: out_g * g,
+            groups,
+        })
+    }
+
     /// The scheme.
     pub fn scheme(&self) -> LinearScheme {
         self.groups[0].scheme()

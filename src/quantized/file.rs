@@ -26,7 +26,7 @@ fn activation_name(a: Activation) -> &'static str {
 }
 
 fn bad(name: &str, reason: impl Into<String>) -> crate::Error {
-    CoreError::invalid("quantized MLP file", format!("{name}: {}", reason.into())).into()
+    CoreError::invalid("quantized model file", format!("{name}: {}", reason.into())).into()
 }
 
 fn ggml_type(f: BlockFormat) -> Option<GgmlType> {
@@ -67,63 +67,7 @@ impl QuantizedMlp {
             payloads.push(bytes);
         };
         for (i, layer) in self.layers.iter().enumerate() {
-            let (n, k) = (layer.out_features(), layer.in_features());
-            metadata.insert(format!("layers.{i}.scheme"), layer.scheme.name());
-            metadata.insert(format!("layers.{i}.in_features"), k.to_string());
-            let p = |s: &str| format!("layers.{i}.{s}");
-            match &layer.weights {
-                Weights::Int8 { packed, epilogue } => {
-                    let codes = packed.to_rows().into_iter().map(|c| c as u8).collect();
-                    add(p("weight"), DType::I8, vec![n, k], codes);
-                    add(
-                        p("weight_scale"),
-                        DType::F32,
-                        vec![n],
-                        f32_to_bytes(epilogue.weight_scales()),
-                    );
-                    let bias = epilogue
-                        .bias_values()
-                        .map(<[f32]>::to_vec)
-                        .unwrap_or(vec![0.0; n]);
-                    add(p("bias"), DType::F32, vec![n], f32_to_bytes(&bias));
-                    if let Some(ActScale::PerTensor { scale, zero_point }) = layer.input {
-                        add(
-                            p("input_scale"),
-                            DType::F32,
-                            vec![1],
-                            f32_to_bytes(&[scale]),
-                        );
-                        add(
-                            p("input_zero_point"),
-                            DType::I32,
-                            vec![1],
-                            zero_point.to_le_bytes().to_vec(),
-                        );
-                    }
-                }
-                Weights::Blocks { packed, bias, .. } => {
-                    if let Some(bytes) = packed.to_ggml() {
-                        let row = bytes.len() / n;
-                        add(p("weight"), DType::U8, vec![n, row], bytes);
-                    } else if let Some((codes, scales)) = packed.to_int4() {
-                        let nibbles = codes
-                            .chunks(2)
-                            .map(|c| {
-                                (c[0] as u8 & 15) | ((*c.get(1).unwrap_or(&0) as u8 & 15) << 4)
-                            })
-                            .collect();
-                        add(p("weight"), DType::U8, vec![n, k.div_ceil(2)], nibbles);
-                        let groups = scales.len() / n;
-                        add(
-                            p("weight_scale"),
-                            DType::F32,
-                            vec![n, groups],
-                            f32_to_bytes(&scales),
-                        );
-                    }
-                    add(p("bias"), DType::F32, vec![n], f32_to_bytes(bias));
-                }
-            }
+            put_linear(layer, &format!("layers.{i}."), &mut add, &mut metadata);
         }
         let names: Vec<String> = infos.iter().map(|t| t.name.clone()).collect();
         let mut writer = SafetensorsWriter::create(path, infos, metadata)?;
@@ -160,108 +104,185 @@ impl QuantizedMlp {
         let count: usize = get("layers")?
             .parse()
             .map_err(|_| bad("layers", "not a number"))?;
-        let tensor = |name: &str, dtype: DType, shape: &[usize]| -> Result<&[u8]> {
-            let info = f.tensor(name)?;
-            if info.dtype != dtype || info.shape != shape {
-                return Err(bad(
-                    name,
-                    format!(
-                        "expected {dtype:?} {shape:?}, found {:?} {:?}",
-                        info.dtype, info.shape
-                    ),
-                ));
-            }
-            Ok(f.tensor_bytes(name)?)
-        };
-        let f32s = |b: &[u8]| {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect::<Vec<_>>()
-        };
-        let mut layers = Vec::with_capacity(count);
-        for i in 0..count {
-            let p = |s: &str| format!("layers.{i}.{s}");
-            let scheme = LinearScheme::parse(get(&p("scheme"))?)?;
-            let k: usize = get(&p("in_features"))?
-                .parse()
-                .map_err(|_| bad(&p("in_features"), "not a number"))?;
-            let n = f.tensor(&p("bias"))?.shape.first().copied().unwrap_or(0);
-            let bias = f32s(tensor(&p("bias"), DType::F32, &[n])?);
-            let (weights, input) = match scheme {
-                LinearScheme::W8A8Dynamic | LinearScheme::W8A8Static => {
-                    let codes: Vec<i8> = tensor(&p("weight"), DType::I8, &[n, k])?
-                        .iter()
-                        .map(|&b| b as i8)
-                        .collect();
-                    let scales = f32s(tensor(&p("weight_scale"), DType::F32, &[n])?);
-                    let input = if f.tensor(&p("input_scale")).is_ok() {
-                        let s = f32s(tensor(&p("input_scale"), DType::F32, &[1])?)[0];
-                        let z = tensor(&p("input_zero_point"), DType::I32, &[1])?;
-                        Some(ActScale::per_tensor(
-                            s,
-                            i32::from_le_bytes([z[0], z[1], z[2], z[3]]),
-                        )?)
-                    } else {
-                        None
-                    };
-                    let w = Weights::Int8 {
-                        packed: PackedI8::new(&codes, n, k)?,
-                        epilogue: Epilogue::new(scales)?.bias(bias)?,
-                    };
-                    (w, input)
-                }
-                LinearScheme::WeightOnly(format) => {
-                    let packed = match (ggml_type(format), format) {
-                        (Some(ty), _) => {
-                            let row = ty.row_bytes(k)?;
-                            PackedBlocks::from_ggml(
-                                ty,
-                                tensor(&p("weight"), DType::U8, &[n, row])?,
-                                n,
-                                k,
-                            )?
-                        }
-                        (None, BlockFormat::Int4 { group }) => {
-                            if group == 0 || !k.is_multiple_of(group) {
-                                return Err(bad(
-                                    &p("scheme"),
-                                    format!("group {group} does not divide {k}"),
-                                ));
-                            }
-                            let bytes = tensor(&p("weight"), DType::U8, &[n, k.div_ceil(2)])?;
-                            let nib = |v: u8| ((v << 4) as i8) >> 4;
-                            let codes: Vec<i8> = (0..n * k)
-                                .map(|e| {
-                                    let b = bytes[e / 2];
-                                    nib(if e % 2 == 0 { b & 15 } else { b >> 4 })
-                                })
-                                .collect();
-                            let scales =
-                                f32s(tensor(&p("weight_scale"), DType::F32, &[n, k / group])?);
-                            PackedBlocks::int4(&codes, &scales, n, k, group)?
-                        }
-                        _ => return Err(bad(&p("scheme"), "no loader for this format")),
-                    };
-                    if let Some(j) = bias.iter().position(|b| !b.is_finite()) {
-                        return Err(bad(&p("bias"), format!("value {j} is not finite")));
-                    }
-                    (
-                        Weights::Blocks {
-                            packed,
-                            bias,
-                            relu: false,
-                        },
-                        None,
-                    )
-                }
-            };
-            layers.push(QuantizedLinear {
-                scheme,
-                weights,
-                input,
-                isa: Isa::best(),
-            });
-        }
+        let layers = (0..count)
+            .map(|i| get_linear(&f, &format!("layers.{i}.")))
+            .collect::<Result<Vec<_>>>()?;
         QuantizedMlp::from_layers(layers, activation)
     }
+}
+
+/// Adds linear layer `layer`'s tensors and metadata under `prefix` (`layers.3.`): its scheme,
+/// inputs, fused ReLU, codes, scales, bias and calibrated input scale.
+pub(crate) fn put_linear(
+    layer: &QuantizedLinear,
+    prefix: &str,
+    add: &mut impl FnMut(String, DType, Vec<usize>, Vec<u8>),
+    metadata: &mut BTreeMap<String, String>,
+) {
+    let (n, k) = (layer.out_features(), layer.in_features());
+    let p = |s: &str| format!("{prefix}{s}");
+    metadata.insert(p("scheme"), layer.scheme.name());
+    metadata.insert(p("in_features"), k.to_string());
+    metadata.insert(p("relu"), layer.relu().to_string());
+    match &layer.weights {
+        Weights::Int8 { packed, epilogue } => {
+            let codes = packed.to_rows().into_iter().map(|c| c as u8).collect();
+            add(p("weight"), DType::I8, vec![n, k], codes);
+            add(
+                p("weight_scale"),
+                DType::F32,
+                vec![n],
+                f32_to_bytes(epilogue.weight_scales()),
+            );
+            let bias = epilogue
+                .bias_values()
+                .map(<[f32]>::to_vec)
+                .unwrap_or(vec![0.0; n]);
+            add(p("bias"), DType::F32, vec![n], f32_to_bytes(&bias));
+            if let Some(ActScale::PerTensor { scale, zero_point }) = layer.input {
+                add(
+                    p("input_scale"),
+                    DType::F32,
+                    vec![1],
+                    f32_to_bytes(&[scale]),
+                );
+                add(
+                    p("input_zero_point"),
+                    DType::I32,
+                    vec![1],
+                    zero_point.to_le_bytes().to_vec(),
+                );
+            }
+        }
+        Weights::Blocks { packed, bias, .. } => {
+            if let Some(bytes) = packed.to_ggml() {
+                let row = bytes.len() / n;
+                add(p("weight"), DType::U8, vec![n, row], bytes);
+            } else if let Some((codes, scales)) = packed.to_int4() {
+                let nibbles = codes
+                    .chunks(2)
+                    .map(|c| (c[0] as u8 & 15) | ((*c.get(1).unwrap_or(&0) as u8 & 15) << 4))
+                    .collect();
+                add(p("weight"), DType::U8, vec![n, k.div_ceil(2)], nibbles);
+                let groups = scales.len() / n;
+                add(
+                    p("weight_scale"),
+                    DType::F32,
+                    vec![n, groups],
+                    f32_to_bytes(&scales),
+                );
+            }
+            add(p("bias"), DType::F32, vec![n], f32_to_bytes(bias));
+        }
+    }
+}
+
+/// Reads the linear layer [`put_linear`] wrote under `prefix`, checking every tensor's dtype and
+/// shape.
+pub(crate) fn get_linear(f: &SafetensorsFile, prefix: &str) -> Result<QuantizedLinear> {
+    let meta = f.metadata();
+    let get = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| bad(key, "missing from the metadata"))
+    };
+    let tensor = |name: &str, dtype: DType, shape: &[usize]| -> Result<&[u8]> {
+        let info = f.tensor(name)?;
+        if info.dtype != dtype || info.shape != shape {
+            return Err(bad(
+                name,
+                format!(
+                    "expected {dtype:?} {shape:?}, found {:?} {:?}",
+                    info.dtype, info.shape
+                ),
+            ));
+        }
+        Ok(f.tensor_bytes(name)?)
+    };
+    let f32s = |b: &[u8]| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<_>>()
+    };
+    let p = |s: &str| format!("{prefix}{s}");
+    let scheme = LinearScheme::parse(get(&p("scheme"))?)?;
+    let k: usize = get(&p("in_features"))?
+        .parse()
+        .map_err(|_| bad(&p("in_features"), "not a number"))?;
+    let n = f.tensor(&p("bias"))?.shape.first().copied().unwrap_or(0);
+    let bias = f32s(tensor(&p("bias"), DType::F32, &[n])?);
+    let (weights, input) = match scheme {
+        LinearScheme::W8A8Dynamic | LinearScheme::W8A8Static => {
+            let codes: Vec<i8> = tensor(&p("weight"), DType::I8, &[n, k])?
+                .iter()
+                .map(|&b| b as i8)
+                .collect();
+            let scales = f32s(tensor(&p("weight_scale"), DType::F32, &[n])?);
+            let input = if f.tensor(&p("input_scale")).is_ok() {
+                let s = f32s(tensor(&p("input_scale"), DType::F32, &[1])?)[0];
+                let z = tensor(&p("input_zero_point"), DType::I32, &[1])?;
+                Some(ActScale::per_tensor(
+                    s,
+                    i32::from_le_bytes([z[0], z[1], z[2], z[3]]),
+                )?)
+            } else {
+                None
+            };
+            let w = Weights::Int8 {
+                packed: PackedI8::new(&codes, n, k)?,
+                epilogue: Epilogue::new(scales)?.bias(bias)?,
+            };
+            (w, input)
+        }
+        LinearScheme::WeightOnly(format) => {
+            let packed = match (ggml_type(format), format) {
+                (Some(ty), _) => {
+                    let row = ty.row_bytes(k)?;
+                    PackedBlocks::from_ggml(ty, tensor(&p("weight"), DType::U8, &[n, row])?, n, k)?
+                }
+                (None, BlockFormat::Int4 { group }) => {
+                    if group == 0 || !k.is_multiple_of(group) {
+                        return Err(bad(
+                            &p("scheme"),
+                            format!("group {group} does not divide {k}"),
+                        ));
+                    }
+                    let bytes = tensor(&p("weight"), DType::U8, &[n, k.div_ceil(2)])?;
+                    let nib = |v: u8| ((v << 4) as i8) >> 4;
+                    let codes: Vec<i8> = (0..n * k)
+                        .map(|e| {
+                            let b = bytes[e / 2];
+                            nib(if e % 2 == 0 { b & 15 } else { b >> 4 })
+                        })
+                        .collect();
+                    let scales = f32s(tensor(&p("weight_scale"), DType::F32, &[n, k / group])?);
+                    PackedBlocks::int4(&codes, &scales, n, k, group)?
+                }
+                _ => return Err(bad(&p("scheme"), "no loader for this format")),
+            };
+            if let Some(j) = bias.iter().position(|b| !b.is_finite()) {
+                return Err(bad(&p("bias"), format!("value {j} is not finite")));
+            }
+            (
+                Weights::Blocks {
+                    packed,
+                    bias,
+                    relu: false,
+                },
+                None,
+            )
+        }
+    };
+    let mut layer = QuantizedLinear {
+        scheme,
+        weights,
+        input,
+        isa: Isa::best(),
+    };
+    if let Some(r) = meta.get(&p("relu")) {
+        layer.set_relu(
+            r.parse()
+                .map_err(|_| bad(&p("relu"), "not true or false"))?,
+        );
+    }
+    Ok(layer)
 }

@@ -240,6 +240,14 @@ impl QuantizedLinear {
         }
     }
 
+    /// Whether ReLU is fused into the epilogue.
+    pub fn relu(&self) -> bool {
+        match &self.weights {
+            Weights::Int8 { epilogue, .. } => epilogue.has_relu(),
+            Weights::Blocks { relu, .. } => *relu,
+        }
+    }
+
     /// Runs on the instruction set `isa` instead of the best one (to compare them).
     pub fn with_isa(mut self, isa: Isa) -> Result<Self> {
         if !isa.is_available() {

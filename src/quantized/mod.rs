@@ -16,12 +16,14 @@ mod file;
 mod linear;
 mod mlp;
 mod sequential;
+mod sequential_file;
 
 pub use conv::QuantizedConv2d;
 pub use file::QUANTIZED_MLP_KEY;
 pub use linear::{LinearScheme, QuantizedLinear};
 pub use mlp::{Calibration, QuantizedMlp};
 pub use sequential::{QuantizedLayer, QuantizedSequential};
+pub use sequential_file::QUANTIZED_SEQUENTIAL_KEY;
 
 #[cfg(test)]
 mod tests;

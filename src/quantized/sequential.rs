@@ -60,8 +60,8 @@ impl QuantizedLayer {
 /// ```
 #[derive(Debug, Clone)]
 pub struct QuantizedSequential {
-    layers: Vec<(String, QuantizedLayer)>,
-    input_shape: Vec<usize>,
+    pub(crate) layers: Vec<(String, QuantizedLayer)>,
+    pub(crate) input_shape: Vec<usize>,
 }
 
 impl QuantizedSequential {
@@ -221,6 +221,62 @@ impl QuantizedSequential {
         }
         Ok(h.into_dimensionality::<Ix2>()
             .map_err(|e| CoreError::invalid("output", e.to_string()))?)
+    }
+
+    /// Builds from named layers for samples of `input_shape` (as [`QuantizedSequential::layers`]
+    /// returns them); the layers must chain: an error names the first that does not.
+    pub fn from_layers(
+        layers: Vec<(String, QuantizedLayer)>,
+        input_shape: Vec<usize>,
+    ) -> Result<Self> {
+        if layers.is_empty() || input_shape.is_empty() {
+            return Err(CoreError::Empty {
+                what: "quantized network layers",
+            }
+            .into());
+        }
+        let mut shape = input_shape.clone();
+        for (name, layer) in &layers {
+            let named = |e: String| {
+                crate::Error::from(CoreError::invalid("layer", format!("`{name}`: {e}")))
+            };
+            shape = match layer {
+                QuantizedLayer::Conv2d(c) => match shape[..] {
+                    [ch, h, w] => c
+                        .output_shape([ch, h, w])
+                        .map_err(|e| named(e.to_string()))?
+                        .to_vec(),
+                    _ => {
+                        return Err(named(format!(
+                            "a convolution given samples of shape {shape:?}"
+                        )));
+                    }
+                },
+                QuantizedLayer::Linear(l) => {
+                    if shape != [l.in_features()] {
+                        return Err(named(format!(
+                            "takes {} features, given {shape:?}",
+                            l.in_features()
+                        )));
+                    }
+                    vec![l.out_features()]
+                }
+                QuantizedLayer::Float(f) => {
+                    f.output_shape(&shape).map_err(|e| named(e.to_string()))?
+                }
+            };
+        }
+        if shape.len() != 1 {
+            return Err(CoreError::invalid(
+                "layers",
+                format!("the network ends in shape {shape:?}, not logits"),
+            )
+            .into());
+        }
+        Ok(QuantizedSequential {
+            layers,
+            input_shape,
+        })
     }
 
     /// The layers with their names (fused ReLUs are gone, folded batch norms too).

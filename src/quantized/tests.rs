@@ -335,5 +335,46 @@ mod conv {
         assert!(err <= 0.05 * peak, "max error {err} of peak {peak}");
         assert_eq!(q.predict(&x, Par::all_cores()).unwrap(), y);
         assert!(q.predict(&Array2::zeros((2, 63)), Par::Seq).is_err()); // not 1x8x8
+        // Saved and loaded: the same layers, the same logits.
+        let dir = std::env::temp_dir().join(format!("modelopt-qseq-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cnn.safetensors");
+        q.save(&path).unwrap();
+        let back = QuantizedSequential::load(&path).unwrap();
+        assert_eq!(back.layers().len(), 5);
+        assert_eq!(back.predict(&x, Par::Seq).unwrap(), y);
+        assert_eq!(back.weight_bytes(), q.weight_bytes());
+        // A quantized-MLP file is not a network file: a clear error.
+        let mlp = Mlp::<f32>::builder(&[8, 4]).seed(1).build().unwrap();
+        let other = dir.join("mlp.safetensors");
+        QuantizedMlp::from_mlp(&mlp, LinearScheme::W8A8Dynamic)
+            .unwrap()
+            .save(&other)
+            .unwrap();
+        let err = QuantizedSequential::load(&other).unwrap_err().to_string();
+        assert!(err.contains(QUANTIZED_SEQUENTIAL_KEY), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn layers_that_do_not_chain_are_an_error_naming_the_layer() {
+        let c = conv(2, 4, 3, 1, 0, 1, 1);
+        let q = QuantizedConv2d::from_conv(&c, LinearScheme::W8A8Dynamic).unwrap();
+        // 2x5x5 -> 4x3x3 = 36 features, but the linear layer takes 10.
+        let dense =
+            modelopt_nn::Dense::from_parts(Array2::<f32>::ones((3, 10)), Array1::zeros(3)).unwrap();
+        let lin = QuantizedLinear::from_dense(&dense, LinearScheme::W8A8Dynamic).unwrap();
+        let layers = vec![
+            ("0".to_string(), QuantizedLayer::Conv2d(q)),
+            (
+                "1".to_string(),
+                QuantizedLayer::Float(modelopt_nn::Layer::Flatten),
+            ),
+            ("fc".to_string(), QuantizedLayer::Linear(lin)),
+        ];
+        let err = QuantizedSequential::from_layers(layers, vec![2, 5, 5])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`fc`") && err.contains("36"), "{err}");
     }
 }

@@ -50,6 +50,11 @@ impl AvgPool2d {
         self
     }
 
+    /// Whether padded positions count in the divisor (see [`AvgPool2d::count_include_pad`]).
+    pub fn includes_pad(&self) -> bool {
+        self.count_include_pad
+    }
+
     /// The pooling window.
     pub fn window(&self) -> &Window {
         &self.window

@@ -59,10 +59,10 @@ fn cnn_pipeline_runs_every_stage_in_the_same_report() {
     let teacher = small_teacher(&split.train);
     let dir = std::env::temp_dir().join(format!("modelopt-cnn-pipeline-{}", std::process::id()));
     let report = Pipeline::cnn_builder(CnnStudent::new([1, 8, 8], &[8, 8], 10).kernel(2))
-        .distill_epochs(6)
+        .distill_epochs(20)
         .finetune_epochs(2)
         .max_shift(1)
-        .learning_rate(3e-3)
+        .learning_rate(1e-2)
         .prune(PruneStage::filters(0.5, FilterCriterion::L1, PruneScope::PerLayer).unwrap())
         .build()
         .unwrap()
@@ -87,6 +87,7 @@ fn cnn_pipeline_runs_every_stage_in_the_same_report() {
             "int8 weights, int8 activations (static)",
         ]
     );
+    println!("{}", report.to_table());
     let row = |i: usize| &report.stages[i];
     // Student 8x8 ch, 2x2 kernels: 8 -> 7 -> pool 3 -> 2 -> pool 1; MACs by hand.
     let student_macs = 8 * 7 * 7 * 4 + 8 * 8 * 2 * 2 * 4 + 8 * 10;
@@ -140,12 +141,26 @@ fn cnn_pipeline_shape_errors_name_what_differs() {
     let err = p.run_cnn(&teacher, &train, &val, &test, &dir).unwrap_err();
     assert!(err.to_string().contains("teacher"), "{err}");
     // Other classes.
-    let p = Pipeline::cnn_builder(CnnStudent::new([1, 8, 8], &[4], 7))
+    let p7 = Pipeline::cnn_builder(CnnStudent::new([1, 8, 8], &[4], 7))
         .max_shift(1)
         .build()
         .unwrap();
-    let err = p.run_cnn(&teacher, &train, &val, &test, &dir).unwrap_err();
+    let err = p7.run_cnn(&teacher, &train, &val, &test, &dir).unwrap_err();
     assert!(err.to_string().contains("classes"), "{err}");
+    let p = Pipeline::cnn_builder(CnnStudent::new([1, 8, 8], &[4], 10))
+        .max_shift(1)
+        .build()
+        .unwrap();
+    // Data of another width than the networks read.
+    let narrow = split.test.inputs.slice(ndarray::s![.., ..63]).to_owned();
+    let narrow = Dataset::new(narrow.view(), &split.test.labels).unwrap();
+    let err = p
+        .run_cnn(&teacher, &train, &val, &narrow, &dir)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("test rows have 63 values"),
+        "{err}"
+    );
     // An MLP pipeline cannot run a CNN and vice versa.
     let mlp = Pipeline::builder(&[64, 10]).build().unwrap();
     assert!(mlp.run_cnn(&teacher, &train, &val, &test, &dir).is_err());

@@ -151,11 +151,11 @@ impl<A: Float> Parameters<A> for ConvHintLoss<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::IxDyn;
+    use ndarray::{Dimension, IxDyn};
 
     fn map(shape: &[usize], k: f64) -> ArrayD<f64> {
         ArrayD::from_shape_fn(IxDyn(shape), |i| {
-            let s: usize = i.slice().iter().enumerate().map(|(a, b)| (a + 3) * b).sum();
+            let s: usize = (0..i.ndim()).map(|a| (a + 3) * i[a]).sum();
             ((s as f64 * k).sin() * 0.8) + 0.1
         })
     }

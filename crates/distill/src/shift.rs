@@ -179,3 +179,53 @@ impl Shifts {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modelopt_nn::Mlp;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_shift_and_its_opposite_restore_the_interior() {
+        let shifts = Shifts::new([2, 5, 4], 2).unwrap();
+        let x = Array2::from_shape_fn((3, 40), |(i, j)| (i * 40 + j) as f64 + 1.0);
+        // Ids run over (dy, dx) row-major: (dy, dx) is 5 * (dy + 2) + (dx + 2).
+        let id = |dy: i64, dx: i64| (5 * (dy + 2) + dx + 2) as usize;
+        for (dy, dx) in [(1, -2), (-2, 1), (0, 0), (2, 2)] {
+            let there = shifts.apply(&x, id(dy, dx)).unwrap();
+            let back = shifts.apply(&there, id(-dy, -dx)).unwrap();
+            for r in 0..3 {
+                for c in 0..2 {
+                    for y in 0..5i64 {
+                        for xx in 0..4i64 {
+                            let k = (c * 5 + y as usize) * 4 + xx as usize;
+                            let inside = (0..5).contains(&(y + dy)) && (0..4).contains(&(xx + dx));
+                            let want = if inside { x[[r, k]] } else { 0.0 };
+                            assert_eq!(
+                                back[[r, k]],
+                                want,
+                                "shift ({dy}, {dx}) at {r},{c},{y},{xx}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(shifts.apply(&x, id(0, 0)).unwrap(), x);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let shifts = Shifts::new([1, 4, 4], 1).unwrap();
+        let x = Array2::<f32>::zeros((2, 16));
+        assert!(shifts.apply(&Array2::<f32>::zeros((2, 15)), 0).is_err());
+        assert!(shifts.apply(&x, 9).is_err());
+        let mut rng = StdRng::seed_from_u64(0);
+        assert!(shifts.batch(&x, &[0, 2], &mut rng).is_err());
+        assert!(Shifts::new([1, 0, 4], 0).is_err());
+        let teacher = Mlp::<f32>::builder(&[16, 3]).build().unwrap();
+        let logits = shifts.teacher_logits(&teacher, &x).unwrap();
+        assert_eq!((logits.len(), logits[0].dim()), (9, (2, 3)));
+    }
+}

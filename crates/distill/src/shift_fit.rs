@@ -102,6 +102,12 @@ pub fn fit_shifted<A: Float, O: Optimizer<A>, D: Distiller<A> + ?Sized>(
             )
             .into());
         }
+        if let Some(bad) = t.iter().find(|l| l.ncols() != t[0].ncols()) {
+            return Err(DistillError::ClassMismatch {
+                student: t[0].ncols(),
+                teacher: bad.ncols(),
+            });
+        }
         if let Some(bad) = t.iter().find(|l| l.nrows() != n) {
             return Err(DistillError::BatchMismatch {
                 what: "teacher logits",

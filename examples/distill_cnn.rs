@@ -12,13 +12,16 @@
 //! (default 2: the first conv block after pooling, c1 x 13 x 13) regressed by a learned 1x1
 //! convolution onto the teacher's map of the same layer (64 x 13 x 13), jointly with KD, or first
 //! alone for `--hint-epochs N` epochs (stage-wise, as the FitNets paper) and then KD. The transfer
-//! set can be widened with `--max-shift` (shifts of up to that many pixels; 2 by default).
+//! set can be widened with `--max-shift` (shifts of up to that many pixels; 2 by default), or with
+//! `--mixup`: every batch gets as many mixed images (`l x_i + (1 - l) x_j`, `l` uniform, both
+//! shifted) which the student fits to the teacher's logits alone (alpha 0, computed on the fly),
+//! next to the usual KD loss on the batch itself.
 //!
 //! Every setting tried is in docs/benchmarks.md ("Distillation with CNNs on MNIST").
 //!
 //! Run: `cargo run --release --example distill_cnn [-- --json] [--seeds 5] [--epochs 30]
 //! [--teacher-epochs 25] [--temperature 4] [--alpha 0.1] [--width 8,16] [--max-shift 2]
-//! [--hint-weight 0] [--hint-layer 2] [--hint-epochs 0] [--no-scratch]
+//! [--hint-weight 0] [--hint-layer 2] [--hint-epochs 0] [--mixup] [--no-scratch]
 //! [--save-teacher t.safetensors | --load-teacher t.safetensors]`
 
 use std::time::Instant;
@@ -49,6 +52,7 @@ struct Options {
     hint_layer: usize,
     hint_epochs: usize,
     scratch: bool,
+    mixup: bool,
 }
 
 fn options() -> Result<Options, Error> {
@@ -67,6 +71,7 @@ fn options() -> Result<Options, Error> {
         hint_layer: 2,
         hint_epochs: 0,
         scratch: true,
+        mixup: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -78,6 +83,7 @@ fn options() -> Result<Options, Error> {
         match args[i].as_str() {
             "--json" => o.json = true,
             "--no-scratch" => o.scratch = false,
+            "--mixup" => o.mixup = true,
             "--max-shift" => (o.max_shift, i) = (value()?.parse()?, i + 1),
             "--hint-weight" => (o.hint_weight, i) = (value()?.parse()?, i + 1),
             "--hint-layer" => (o.hint_layer, i) = (value()?.parse()?, i + 1),
@@ -102,6 +108,53 @@ fn options() -> Result<Options, Error> {
         i += 1;
     }
     Ok(o)
+}
+
+/// KD on shifted batches of 64 (cached teacher logits, `loss`) plus, in the same step, as many
+/// mixed images fitted to the teacher's logits alone (T of `loss`, alpha 0; the teacher runs on
+/// the fly); the two losses are averaged.
+fn fit_mixup(
+    student: &mut SequentialStudent<f32, Adam<f32>>,
+    loss: &KdLoss<f32>,
+    set: &ShiftedSet<'_, f32>,
+    teacher: &modelopt::nn::Sequential<f32>,
+    epochs: usize,
+    seed: u64,
+) -> Result<(), Error> {
+    use modelopt::distill::Distiller;
+    use rand::{RngExt, SeedableRng};
+    let mix_loss = KdLoss::new(f64::from(loss.temperature()), 0.0)?;
+    let cache = set
+        .teacher_logits
+        .ok_or("mixup needs the teacher's logits")?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
+    let mut batches = modelopt::nn::MiniBatches::new(set.labels.len(), 64, seed)?;
+    for _ in 0..epochs {
+        for idx in batches.epoch() {
+            let (x, ids) = set.shifts.batch(set.inputs, idx, &mut rng)?;
+            let n = idx.len();
+            let y: Vec<usize> = idx.iter().map(|&i| set.labels[i]).collect();
+            let t = ndarray::Array2::from_shape_fn((n, 10), |(r, c)| cache[ids[r]][[idx[r], c]]);
+            let mut mixed = x.clone();
+            for r in 0..n {
+                let (j, l) = (rng.random_range(0..n), rng.random_range(0.0f32..1.0));
+                let other = x.row(j).to_owned();
+                mixed
+                    .row_mut(r)
+                    .zip_mut_with(&other, |a, &b| *a = l * *a + (1.0 - l) * b);
+            }
+            let t_mixed = teacher.predict(&mixed)?;
+            let both = ndarray::concatenate(ndarray::Axis(0), &[x.view(), mixed.view()])?;
+            let out = student.forward(&both)?;
+            let a = loss.loss(&out.slice(ndarray::s![..n, ..]), &t, &y)?;
+            let b = mix_loss.loss(&out.slice(ndarray::s![n.., ..]), &t_mixed, &y)?;
+            let grad = ndarray::concatenate(ndarray::Axis(0), &[a.grad.view(), b.grad.view()])?
+                .mapv(|g| 0.5 * g);
+            student.backward(&grad)?;
+            student.step(1e-3)?;
+        }
+    }
+    Ok(())
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -205,16 +258,20 @@ fn main() -> Result<(), Error> {
                 )?;
                 hint = None;
             }
-            fit_shifted(
-                &mut student,
-                loss,
-                set,
-                o.epochs,
-                64,
-                1e-3,
-                seed,
-                hint.as_mut(),
-            )?;
+            if distill && o.mixup {
+                fit_mixup(&mut student, loss, set, &teacher, o.epochs, seed)?;
+            } else {
+                fit_shifted(
+                    &mut student,
+                    loss,
+                    set,
+                    o.epochs,
+                    64,
+                    1e-3,
+                    seed,
+                    hint.as_mut(),
+                )?;
+            }
             *secs += t.elapsed().as_secs_f64() / o.seeds as f64;
             let out = student.predict(&split.test.inputs)?;
             let val = student.predict(&split.validation.inputs)?;
@@ -250,11 +307,16 @@ fn main() -> Result<(), Error> {
         probe.macs(),
     );
     if o.json {
-        println!(
+        let per_seed = |runs: &[Run]| {
+            let v: Vec<String> = runs.iter().map(|r| format!("{:.4}", r.accuracy)).collect();
+            v.join(",")
+        };
+        let (sall, dall) = (per_seed(&scratch), per_seed(&distilled));
+        let json = format!(
             "{{\"data\":{{\"train\":{},\"validation\":{},\"test\":{}}},\"seeds\":{},\"epochs\":{},\"teacher_epochs\":{},\"temperature\":{},\"alpha\":{},\"max_shift\":{},\"hint_weight\":{},\"hint_layer\":{},\"hint_epochs\":{},\
              \"teacher\":{{\"channels\":[64,128],\"params\":{tp},\"macs\":{tm},\"test_accuracy\":{teacher_acc:.4},\"seconds\":{teacher_seconds:.1}}},\
-             \"scratch\":{{\"channels\":[{c1},{c2}],\"params\":{sp},\"macs\":{sm},\"test_accuracy_mean\":{sa:.4},\"test_accuracy_std\":{ss:.4},\"agreement_mean\":{sg:.4},\"agreement_std\":{sgs:.4},\"validation_accuracy_mean\":{sv:.4},\"seconds_per_run\":{scratch_s:.1}}},\
-             \"distilled\":{{\"channels\":[{c1},{c2}],\"params\":{sp},\"macs\":{sm},\"test_accuracy_mean\":{da:.4},\"test_accuracy_std\":{ds:.4},\"agreement_mean\":{dg:.4},\"agreement_std\":{dgs:.4},\"validation_accuracy_mean\":{dv:.4},\"seconds_per_run\":{distilled_s:.1}}},\
+             \"scratch\":{{\"channels\":[{c1},{c2}],\"params\":{sp},\"macs\":{sm},\"test_accuracy_mean\":{sa:.4},\"test_accuracy_std\":{ss:.4},\"agreement_mean\":{sg:.4},\"agreement_std\":{sgs:.4},\"validation_accuracy_mean\":{sv:.4},\"test_accuracies\":[{sall}],\"seconds_per_run\":{scratch_s:.1}}},\
+             \"distilled\":{{\"channels\":[{c1},{c2}],\"params\":{sp},\"macs\":{sm},\"test_accuracy_mean\":{da:.4},\"test_accuracy_std\":{ds:.4},\"agreement_mean\":{dg:.4},\"agreement_std\":{dgs:.4},\"validation_accuracy_mean\":{dv:.4},\"test_accuracies\":[{dall}],\"seconds_per_run\":{distilled_s:.1}}},\
              \"distilled_minus_scratch\":{:.4},\"seconds\":{seconds:.1}}}",
             split.train.len(),
             split.validation.len(),
@@ -270,6 +332,8 @@ fn main() -> Result<(), Error> {
             o.hint_epochs,
             da - sa
         );
+        // Skipped scratch runs (--no-scratch) are NaN: null in JSON.
+        println!("{}", json.replace("NaN", "null"));
         return Ok(());
     }
     println!(

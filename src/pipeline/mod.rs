@@ -412,8 +412,8 @@ impl Pipeline {
     /// let student = CnnStudent::new([1, 28, 28], &[32, 64], 10);
     /// let p = Pipeline::cnn_builder(student.clone()).distill_epochs(10).build()?;
     /// # drop(p);
-    /// // Validated when built: a third 3x3 conv + pool does not fit in a 28x28 image.
-    /// let err = Pipeline::cnn_builder(CnnStudent::new([1, 28, 28], &[8, 8, 8], 10)).build().unwrap_err();
+    /// // Validated when built: a fourth 3x3 conv does not fit (28 -> 13 -> 5 -> 1 pixels).
+    /// let err = Pipeline::cnn_builder(CnnStudent::new([1, 28, 28], &[8, 8, 8, 8], 10)).build().unwrap_err();
     /// assert!(err.to_string().contains("layer"), "{err}");
     /// // Unstructured pruning is for MLPs; a CNN loses whole filters.
     /// let weights = modelopt::pipeline::PruneStage::unstructured(0.5)?;

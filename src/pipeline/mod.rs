@@ -274,8 +274,8 @@ impl PipelineBuilder {
                 }
             }
             StudentModel::Cnn(student) => {
-                // Builds it once: the shapes through every layer are checked here.
-                let net = student.build(p.seed)?;
+                // Built once: the shapes through every layer are checked here.
+                student.build(p.seed)?;
                 let [_, h, w] = student.input_shape();
                 if p.max_shift >= h.min(w) {
                     return Err(CoreError::invalid(
@@ -309,7 +309,6 @@ impl PipelineBuilder {
                         CoreError::invalid("calibration_samples", "must be at least 1").into(),
                     );
                 }
-                drop(net);
             }
         }
         // KdLoss validates temperature and alpha with its own messages.

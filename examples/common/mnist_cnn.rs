@@ -1,13 +1,15 @@
-//! Shared by the CNN examples: the networks, shifted-batch training with cached teacher logits.
+//! Shared by the CNN examples: the networks, shifted-batch training with cached teacher logits
+//! (`modelopt::distill::fit_shifted`).
 
-use modelopt::distill::{KdLoss, Mnist, SequentialStudent, distill_step};
+#![allow(dead_code)] // each example uses part of it
+
+use modelopt::distill::{KdLoss, Mnist, SequentialStudent, ShiftedSet, Shifts, fit_shifted};
 use modelopt::nn::{
-    Activation, Adam, BatchNorm2d, Conv2d, Dense, Dropout, Init, Layer, MaxPool2d, MiniBatches,
-    Sequential,
+    Activation, Adam, BatchNorm2d, Conv2d, Dense, Dropout, Init, Layer, MaxPool2d, Sequential,
 };
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 
 pub type Error = Box<dyn std::error::Error>;
 
@@ -51,52 +53,8 @@ pub fn cnn_with(
     .build()?)
 }
 
-/// The 25 shifts `(dy, dx)` in `-2..=2` squared.
-pub fn shifts() -> Vec<(i32, i32)> {
-    (-2..=2)
-        .flat_map(|dy| (-2..=2).map(move |dx| (dy, dx)))
-        .collect()
-}
-
-/// Image `src` (28x28, row-major) moved by `(dy, dx)` into `dst`, zero fill.
-pub fn shift_into(src: &[f32], dst: &mut [f32], (dy, dx): (i32, i32)) {
-    for r in 0..28i32 {
-        for c in 0..28i32 {
-            let (sr, sc) = (r - dy, c - dx);
-            dst[(r * 28 + c) as usize] = if (0..28).contains(&sr) && (0..28).contains(&sc) {
-                src[(sr * 28 + sc) as usize]
-            } else {
-                0.0
-            };
-        }
-    }
-}
-
-/// A training batch: rows `idx` of `inputs`, each under a random shift; returns the shift ids.
-pub fn shifted_batch(
-    inputs: &ArrayView2<'_, f32>,
-    idx: &[usize],
-    rng: &mut StdRng,
-    shift_table: &[(i32, i32)],
-) -> (Array2<f32>, Vec<usize>) {
-    let mut x = Array2::zeros((idx.len(), 784));
-    let mut ids = Vec::with_capacity(idx.len());
-    for (row, &i) in idx.iter().enumerate() {
-        let s = rng.random_range(0..shift_table.len());
-        ids.push(s);
-        let src = inputs.row(i);
-        let mut dst = x.row_mut(row);
-        shift_into(
-            src.as_slice().unwrap_or(&src.to_vec()),
-            dst.as_slice_mut().expect("fresh rows are contiguous"),
-            shift_table[s],
-        );
-    }
-    (x, ids)
-}
-
-/// Train `student` for `epochs` on shifted batches with `loss` against the cached teacher logits
-/// (`teacher[shift][image]`; ignored when the loss is cross-entropy only).
+/// Train `student` for `epochs` on batches of 64 shifted by up to 2 pixels with `loss` against the
+/// cached teacher logits (`teacher[shift][image]`; ignored when the loss is cross-entropy only).
 pub fn train(
     student: &mut SequentialStudent<f32, Adam<f32>>,
     loss: &KdLoss<f32>,
@@ -106,20 +64,14 @@ pub fn train(
     epochs: usize,
     seed: u64,
 ) -> Result<(), Error> {
-    let table = shifts();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let mut batches = MiniBatches::new(labels.len(), 64, seed)?;
-    for _ in 0..epochs {
-        for idx in batches.epoch() {
-            let (x, ids) = shifted_batch(&inputs.view(), idx, &mut rng, &table);
-            let y: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
-            let t = match teacher {
-                Some(t) => Array2::from_shape_fn((idx.len(), 10), |(r, c)| t[ids[r]][[idx[r], c]]),
-                None => Array2::zeros((idx.len(), 10)),
-            };
-            distill_step(student, loss, &x, &t, &y, 1e-3)?;
-        }
-    }
+    let shifts = Shifts::new(Mnist::IMAGE_SHAPE, 2)?;
+    let set = ShiftedSet {
+        inputs,
+        labels,
+        shifts: &shifts,
+        teacher_logits: teacher,
+    };
+    fit_shifted(student, loss, &set, epochs, 64, 1e-3, seed, None)?;
     Ok(())
 }
 
@@ -145,26 +97,11 @@ pub fn train_teacher(
     Ok(net)
 }
 
-/// Teacher logits of every training image under every shift, `[shift][image, class]`.
+/// Teacher logits of every training image under every shift of up to 2 pixels,
+/// `[shift][image, class]`.
 pub fn teacher_logits(
     teacher: &Sequential<f32>,
     inputs: &Array2<f32>,
 ) -> Result<Vec<Array2<f32>>, Error> {
-    let mut out = Vec::new();
-    for s in shifts() {
-        let mut shifted = Array2::zeros(inputs.raw_dim());
-        for (src, mut dst) in inputs.rows().into_iter().zip(shifted.rows_mut()) {
-            let src = src.to_vec();
-            shift_into(&src, dst.as_slice_mut().expect("contiguous"), s);
-        }
-        let mut logits = Array2::zeros((inputs.nrows(), 10));
-        for (chunk, mut o) in shifted
-            .axis_chunks_iter(ndarray::Axis(0), 256)
-            .zip(logits.axis_chunks_iter_mut(ndarray::Axis(0), 256))
-        {
-            o.assign(&teacher.predict(&chunk)?);
-        }
-        out.push(logits);
-    }
-    Ok(out)
+    Ok(Shifts::new(Mnist::IMAGE_SHAPE, 2)?.teacher_logits(teacher, inputs)?)
 }

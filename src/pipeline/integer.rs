@@ -97,6 +97,7 @@ impl Eval<'_, '_> {
             stage: stage.to_string(),
             format: scheme_name,
             parameters: net.parameter_count(),
+            macs: super::mlp_macs(net),
             nonzero: net
                 .named_parameters()
                 .values()

@@ -2,6 +2,12 @@
 //! by distillation, quantize it (int8 per channel, grouped int4 with optional quantization-aware
 //! fine-tuning), and measure every stage from the file it wrote.
 //!
+//! The student is an MLP ([`Pipeline::builder`], [`Pipeline::run`]) or a CNN
+//! ([`Pipeline::cnn_builder`] with a [`CnnStudent`], [`Pipeline::run_cnn`]): for a CNN the stages
+//! are distill (on shifted images) -> prune filters with their dependencies -> fine-tune by
+//! distillation from the unpruned student -> fold batch norm -> static quantization, in the same
+//! [`PipelineReport`].
+//!
 //! ```no_run
 //! use modelopt::distill::{Dataset, Digits};
 //! use modelopt::nn::Mlp;
@@ -21,8 +27,10 @@
 //! # Ok::<(), modelopt::Error>(())
 //! ```
 
+mod cnn;
 mod cnn_file;
 mod cnn_quant;
+mod cnn_student;
 mod integer;
 mod model_file;
 mod qat;
@@ -34,13 +42,14 @@ use std::time::Instant;
 use modelopt_distill::{
     Dataset, Hooks, KdLoss, LrSchedule, MlpStudent, Teacher, Trainer, accuracy, agreement,
 };
-use modelopt_nn::{Mlp, Sgd};
+use modelopt_nn::{FilterCriterion, Mlp, PruneScope, Sgd};
 use modelopt_prune::{Amount, L1Magnitude, Mask, Pruner, Structure};
 use modelopt_tensor_core::CoreError;
 use ndarray::Array2;
 
 pub use cnn_file::{load_sequential, save_sequential};
 pub use cnn_quant::QuantizedCnn;
+pub use cnn_student::CnnStudent;
 pub use model_file::{WeightFormat, load_mlp, save_mlp};
 pub use qat::QatStudent;
 pub use report::{PipelineReport, StageReport};
@@ -61,17 +70,34 @@ use crate::quantized::Calibration;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PruneStage {
-    structure: Structure,
-    amount: Amount,
+    kind: PruneKind,
     name: String,
+}
+
+/// What a [`PruneStage`] removes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PruneKind {
+    /// Weights of every matrix (MLP students), masked.
+    Weights {
+        structure: Structure,
+        amount: Amount,
+    },
+    /// Whole filters with their dependencies (CNN students), physically removed.
+    Filters {
+        criterion: FilterCriterion,
+        scope: PruneScope,
+        ratio: f64,
+    },
 }
 
 impl PruneStage {
     /// Unstructured magnitude pruning of `fraction` of every weight matrix.
     pub fn unstructured(fraction: f64) -> Result<Self> {
         Ok(PruneStage {
-            structure: Structure::Unstructured,
-            amount: Amount::fraction(fraction)?,
+            kind: PruneKind::Weights {
+                structure: Structure::Unstructured,
+                amount: Amount::fraction(fraction)?,
+            },
             name: format!("{:.0}% unstructured", 100.0 * fraction),
         })
     }
@@ -79,9 +105,42 @@ impl PruneStage {
     /// N:M semi-structured pruning (keep `n` of every `m` consecutive inputs).
     pub fn n_m(n: usize, m: usize) -> Result<Self> {
         Ok(PruneStage {
-            structure: Structure::n_m(n, m)?,
-            amount: Amount::fraction(0.0)?,
+            kind: PruneKind::Weights {
+                structure: Structure::n_m(n, m)?,
+                amount: Amount::fraction(0.0)?,
+            },
             name: format!("{n}:{m}"),
+        })
+    }
+
+    /// Filter pruning of a CNN student: remove `ratio` (in `[0, 1)`) of the filters of every
+    /// convolution (or of all together, [`PruneScope::Global`]) ranked by `criterion`, with the
+    /// batch-norm entries and next-layer inputs that depend on them
+    /// ([`modelopt_nn::prune_filters_by`]).
+    ///
+    /// ```
+    /// use modelopt::nn::{FilterCriterion, PruneScope};
+    /// use modelopt::pipeline::PruneStage;
+    /// let quarter = PruneStage::filters(0.25, FilterCriterion::BnScale, PruneScope::PerLayer)?;
+    /// assert_eq!(quarter.name(), "25% filters (BnScale, PerLayer)");
+    /// assert!(PruneStage::filters(1.0, FilterCriterion::L1, PruneScope::Global).is_err());
+    /// # Ok::<(), modelopt::Error>(())
+    /// ```
+    pub fn filters(ratio: f64, criterion: FilterCriterion, scope: PruneScope) -> Result<Self> {
+        if !(0.0..1.0).contains(&ratio) {
+            return Err(CoreError::invalid(
+                "filter ratio",
+                format!("must be in [0, 1), got {ratio}"),
+            )
+            .into());
+        }
+        Ok(PruneStage {
+            kind: PruneKind::Filters {
+                criterion,
+                scope,
+                ratio,
+            },
+            name: format!("{:.0}% filters ({criterion:?}, {scope:?})", 100.0 * ratio),
         })
     }
 
@@ -101,7 +160,7 @@ impl PruneStage {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
-    student_sizes: Vec<usize>,
+    student: StudentModel,
     temperature: f64,
     alpha: f64,
     distill_epochs: usize,
@@ -112,11 +171,26 @@ pub struct Pipeline {
     seed: u64,
     prune: Option<PruneStage>,
     int4_group_size: usize,
+    max_shift: usize,
+    calibration_samples: usize,
 }
 
-/// Builder of a [`Pipeline`]. Defaults: temperature 4, alpha 0.1, 60 distillation epochs,
-/// 20 fine-tuning epochs after pruning, 10 QAT epochs for int4, SGD (momentum 0.9) at 0.1 with
-/// cosine decay, batch 32, seed 0, prune 50% unstructured, int4 group size 32.
+/// The kind of student a [`Pipeline`] makes.
+#[derive(Debug, Clone, PartialEq)]
+enum StudentModel {
+    /// An MLP of these layer sizes.
+    Mlp(Vec<usize>),
+    /// A CNN.
+    Cnn(CnnStudent),
+}
+
+/// Builder of a [`Pipeline`]. Defaults for an MLP student ([`Pipeline::builder`]): temperature 4,
+/// alpha 0.1, 60 distillation epochs, 20 fine-tuning epochs after pruning, 10 QAT epochs for int4,
+/// SGD (momentum 0.9) at 0.1 with cosine decay, batch 32, seed 0, prune 50% unstructured, int4
+/// group size 32. For a CNN student ([`Pipeline::cnn_builder`]): temperature 4, alpha 0.1, 15
+/// distillation epochs, 5 fine-tuning epochs, no QAT, Adam at 1e-3 (constant), batch 64, seed 0,
+/// random shifts of up to 2 pixels, prune 25% of the filters of each convolution by batch-norm
+/// scale, int4 group size 8, activations calibrated on 512 training images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineBuilder {
     pipeline: Pipeline,
@@ -151,6 +225,11 @@ impl PipelineBuilder {
         seed: u64);
     setter!(/// Elements per scale of the int4 stage (> 0).
         int4_group_size: usize);
+    setter!(/// CNN students: random shifts of up to this many pixels in every training batch (the
+        /// teacher's outputs are computed once for every shift); 0 for none. MLPs: must be 0.
+        max_shift: usize);
+    setter!(/// CNN students: training images the int8 activation ranges are calibrated on (> 0).
+        calibration_samples: usize);
 
     /// Prune with `stage` (the default is 50% unstructured).
     pub fn prune(mut self, stage: PruneStage) -> Self {
@@ -167,15 +246,70 @@ impl PipelineBuilder {
     /// Validates the settings.
     pub fn build(self) -> Result<Pipeline> {
         let p = self.pipeline;
-        if p.student_sizes.len() < 2 || p.student_sizes.contains(&0) {
-            return Err(CoreError::invalid(
-                "student_sizes",
-                format!(
-                    "need at least two non-zero layer sizes, got {:?}",
-                    p.student_sizes
-                ),
-            )
-            .into());
+        match &p.student {
+            StudentModel::Mlp(sizes) => {
+                if sizes.len() < 2 || sizes.contains(&0) {
+                    return Err(CoreError::invalid(
+                        "student_sizes",
+                        format!("need at least two non-zero layer sizes, got {sizes:?}"),
+                    )
+                    .into());
+                }
+                if matches!(
+                    p.prune.as_ref().map(|s| s.kind),
+                    Some(PruneKind::Filters { .. })
+                ) {
+                    return Err(CoreError::invalid(
+                        "prune",
+                        "filter pruning needs a CNN student (Pipeline::cnn_builder)",
+                    )
+                    .into());
+                }
+                if p.max_shift > 0 {
+                    return Err(CoreError::invalid(
+                        "max_shift",
+                        "shift augmentation is for image (CNN) students",
+                    )
+                    .into());
+                }
+            }
+            StudentModel::Cnn(student) => {
+                // Built once: the shapes through every layer are checked here.
+                student.build(p.seed)?;
+                let [_, h, w] = student.input_shape();
+                if p.max_shift >= h.min(w) {
+                    return Err(CoreError::invalid(
+                        "max_shift",
+                        format!(
+                            "{} pixels would move a {h}x{w} image out of view",
+                            p.max_shift
+                        ),
+                    )
+                    .into());
+                }
+                if matches!(
+                    p.prune.as_ref().map(|s| s.kind),
+                    Some(PruneKind::Weights { .. })
+                ) {
+                    return Err(CoreError::invalid(
+                        "prune",
+                        "a CNN student is pruned by filters (PruneStage::filters)",
+                    )
+                    .into());
+                }
+                if p.qat_epochs > 0 {
+                    return Err(CoreError::invalid(
+                        "qat_epochs",
+                        "quantization-aware training is implemented for MLP students only; set 0",
+                    )
+                    .into());
+                }
+                if p.calibration_samples == 0 {
+                    return Err(
+                        CoreError::invalid("calibration_samples", "must be at least 1").into(),
+                    );
+                }
+            }
         }
         // KdLoss validates temperature and alpha with its own messages.
         KdLoss::<f32>::new(p.temperature, p.alpha)?;
@@ -193,6 +327,14 @@ impl PipelineBuilder {
         }
         Ok(p)
     }
+}
+
+/// Multiply-accumulates per sample of an MLP (one per weight).
+fn mlp_macs(net: &Mlp<f32>) -> usize {
+    net.layers()
+        .iter()
+        .map(|l| l.in_features() * l.out_features())
+        .sum()
 }
 
 struct Eval<'a, 'd> {
@@ -222,6 +364,7 @@ impl Eval<'_, '_> {
             stage: stage.to_string(),
             format: format.name(),
             parameters: loaded.parameter_count(),
+            macs: mlp_macs(&loaded),
             nonzero: params
                 .values()
                 .map(|p| p.iter().filter(|v| **v != 0.0).count())
@@ -243,7 +386,7 @@ impl Pipeline {
     pub fn builder(student_sizes: &[usize]) -> PipelineBuilder {
         PipelineBuilder {
             pipeline: Pipeline {
-                student_sizes: student_sizes.to_vec(),
+                student: StudentModel::Mlp(student_sizes.to_vec()),
                 temperature: 4.0,
                 alpha: 0.1,
                 distill_epochs: 60,
@@ -254,6 +397,45 @@ impl Pipeline {
                 seed: 0,
                 prune: PruneStage::unstructured(0.5).ok(),
                 int4_group_size: 32,
+                max_shift: 0,
+                calibration_samples: 512,
+            },
+        }
+    }
+
+    /// Settings with the CNN defaults (see [`PipelineBuilder`]) for `student`; run it with
+    /// [`Pipeline::run_cnn`].
+    ///
+    /// ```
+    /// use modelopt::pipeline::{CnnStudent, Pipeline};
+    /// let student = CnnStudent::new([1, 28, 28], &[32, 64], 10);
+    /// let p = Pipeline::cnn_builder(student.clone()).distill_epochs(10).build()?;
+    /// # drop(p);
+    /// // Validated when built: a fourth 3x3 conv does not fit (28 -> 13 -> 5 -> 1 pixels).
+    /// let err = Pipeline::cnn_builder(CnnStudent::new([1, 28, 28], &[8, 8, 8, 8], 10)).build().unwrap_err();
+    /// assert!(err.to_string().contains("layer"), "{err}");
+    /// // Unstructured pruning is for MLPs; a CNN loses whole filters.
+    /// let weights = modelopt::pipeline::PruneStage::unstructured(0.5)?;
+    /// assert!(Pipeline::cnn_builder(student).prune(weights).build().is_err());
+    /// # Ok::<(), modelopt::Error>(())
+    /// ```
+    pub fn cnn_builder(student: CnnStudent) -> PipelineBuilder {
+        PipelineBuilder {
+            pipeline: Pipeline {
+                student: StudentModel::Cnn(student),
+                temperature: 4.0,
+                alpha: 0.1,
+                distill_epochs: 15,
+                finetune_epochs: 5,
+                qat_epochs: 0,
+                learning_rate: 1e-3,
+                batch_size: 64,
+                seed: 0,
+                prune: PruneStage::filters(0.25, FilterCriterion::BnScale, PruneScope::PerLayer)
+                    .ok(),
+                int4_group_size: 8,
+                max_shift: 2,
+                calibration_samples: 512,
             },
         }
     }
@@ -274,7 +456,8 @@ impl Pipeline {
 
     /// Runs every stage against `teacher` (inference only; its logits are computed once), writing
     /// one safetensors file per stage into `out_dir` (created if missing) and measuring each
-    /// model read back from its file on `test`.
+    /// model read back from its file on `test`. For an MLP student (an error for a CNN one: use
+    /// [`Pipeline::run_cnn`]).
     pub fn run(
         &self,
         teacher: &Mlp<f32>,
@@ -283,6 +466,13 @@ impl Pipeline {
         test: &Dataset<'_, f32>,
         out_dir: impl AsRef<Path>,
     ) -> Result<PipelineReport> {
+        let StudentModel::Mlp(student_sizes) = &self.student else {
+            return Err(CoreError::invalid(
+                "pipeline",
+                "built for a CNN student: run it with Pipeline::run_cnn and a Sequential teacher",
+            )
+            .into());
+        };
         let out_dir = out_dir.as_ref();
         std::fs::create_dir_all(out_dir).map_err(|source| modelopt_io::IoError::Io {
             path: out_dir.to_path_buf(),
@@ -315,9 +505,7 @@ impl Pipeline {
         let kd = KdLoss::new(self.temperature, self.alpha)?;
 
         let t0 = Instant::now();
-        let net = Mlp::<f32>::builder(&self.student_sizes)
-            .seed(self.seed)
-            .build()?;
+        let net = Mlp::<f32>::builder(student_sizes).seed(self.seed).build()?;
         let mut student = MlpStudent::new(net, self.sgd()?);
         self.trainer(self.distill_epochs, self.learning_rate)?.fit(
             &mut student,
@@ -338,9 +526,12 @@ impl Pipeline {
         let mut masks: Vec<Option<Mask>> = vec![None; student.network.layers().len()];
         if let Some(stage) = &self.prune {
             let t0 = Instant::now();
-            let pruner = Pruner::new(L1Magnitude)
-                .amount(stage.amount)
-                .structure(stage.structure);
+            let PruneKind::Weights { structure, amount } = stage.kind else {
+                return Err(
+                    CoreError::invalid("prune", "filter pruning needs a CNN student").into(),
+                );
+            };
+            let pruner = Pruner::new(L1Magnitude).amount(amount).structure(structure);
             for (layer, mask) in student
                 .network
                 .layers_mut()

@@ -13,9 +13,12 @@ pub struct StageReport {
     pub format: String,
     /// Parameters of the network (weights and biases).
     pub parameters: usize,
+    /// Multiply-accumulates per sample (convolutions and linear layers; FLOPs are twice this).
+    pub macs: usize,
     /// Parameters that are not zero.
     pub nonzero: usize,
-    /// Size of the safetensors file.
+    /// Size of the safetensors file; for quantized CNN rows, which have no file format yet, the
+    /// bytes of the weight codes and scales plus the f32 biases.
     pub bytes: u64,
     /// Top-1 accuracy on the test split, of the network read back from the file.
     pub test_accuracy: f64,
@@ -60,13 +63,29 @@ impl PipelineReport {
         }
     }
 
+    /// Teacher multiply-accumulates per sample divided by the final model's.
+    pub fn macs_reduction(&self) -> f64 {
+        match (self.stages.first(), self.stages.last()) {
+            (Some(t), Some(f)) if f.macs > 0 => t.macs as f64 / f.macs as f64,
+            _ => 0.0,
+        }
+    }
+
     /// A plain-text table, one row per stage.
     pub fn to_table(&self) -> String {
+        let w = self
+            .stages
+            .iter()
+            .map(|s| s.stage.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(40);
         let mut out = format!(
-            "{:<40} {:>12} {:>8} {:>8} {:>9} {:>9} {:>8} {:>10} {:>9} {:>10} {:>7}\n",
+            "{:<w$} {:>12} {:>8} {:>10} {:>8} {:>9} {:>9} {:>8} {:>10} {:>9} {:>10} {:>7}\n",
             "stage",
             "format",
             "params",
+            "MACs",
             "nonzero",
             "bytes",
             "test acc",
@@ -81,10 +100,11 @@ impl PipelineReport {
                 .simulated_accuracy
                 .map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
             out.push_str(&format!(
-                "{:<40} {:>12} {:>8} {:>8} {:>9} {:>8.2}% {:>8} {:>9.2}% {:>9.2} {:>10.3} {:>7.2}\n",
+                "{:<w$} {:>12} {:>8} {:>10} {:>8} {:>9} {:>8.2}% {:>8} {:>9.2}% {:>9.2} {:>10.3} {:>7.2}\n",
                 s.stage,
                 s.format,
                 s.parameters,
+                s.macs,
                 s.nonzero,
                 s.bytes,
                 100.0 * s.test_accuracy,
@@ -96,8 +116,9 @@ impl PipelineReport {
             ));
         }
         out.push_str(&format!(
-            "final model {:.1}x smaller on disk than the teacher\n",
-            self.compression()
+            "final model {:.1}x smaller on disk than the teacher, {:.1}x fewer MACs\n",
+            self.compression(),
+            self.macs_reduction()
         ));
         out
     }
@@ -109,7 +130,7 @@ impl PipelineReport {
             .iter()
             .map(|s| {
                 json!({
-                    "stage": s.stage, "format": s.format, "parameters": s.parameters,
+                    "stage": s.stage, "format": s.format, "parameters": s.parameters, "macs": s.macs,
                     "nonzero": s.nonzero, "bytes": s.bytes, "test_accuracy": s.test_accuracy,
                     "agreement": s.agreement, "seconds": s.seconds,
                     "simulated_accuracy": s.simulated_accuracy,
@@ -117,6 +138,6 @@ impl PipelineReport {
                 })
             })
             .collect();
-        json!({ "stages": rows, "compression": self.compression() })
+        json!({ "stages": rows, "compression": self.compression(), "macs_reduction": self.macs_reduction() })
     }
 }

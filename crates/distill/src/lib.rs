@@ -5,11 +5,14 @@
 //! - [`Distiller`]: the one-verb trait (student outputs, teacher outputs, labels -> loss value, its
 //!   parts, and the gradient w.r.t. the student outputs), with [`KdLoss`] (Hinton KD, matching torch
 //!   to 1e-9 in f64), [`LogitMse`], [`CosineLoss`]; and [`HintLoss`] (FitNets feature hints with a
-//!   learned linear regressor).
+//!   learned linear regressor) and [`ConvHintLoss`] (FitNets hints between feature maps, a
+//!   learned 1x1 convolution regressor).
 //! - [`Trainer`]: drives any [`Student`] (forward, backward, step, predict; [`MlpStudent`] is
 //!   ready-made) against any [`Teacher`] or stored teacher logits ([`Dataset::with_teacher_logits`],
 //!   [`read_npy_2d`]): epochs, batch size, [`LrSchedule`] (step, cosine), early stopping, seeded
 //!   batches, per-epoch metrics and an after-step hook through [`Hooks`], a progress line.
+//! - Images: [`Shifts`] (random translations; the teacher's logits for every shift, once) and
+//!   [`fit_shifted`] (training on shifted batches, with an optional [`HintTerm`]).
 //! - Evaluation: [`accuracy`], [`agreement`] with the teacher, [`evaluate_split`]; a single
 //!   [`distill_step`] for custom loops and benchmarks.
 //! - Real data: [`Digits`], the UCI handwritten digits (8x8, 1,797 images, CC BY 4.0, shipped in
@@ -28,6 +31,7 @@
 //! # Ok::<(), modelopt_distill::DistillError>(())
 //! ```
 
+mod conv_hint;
 mod cosine;
 mod dataset;
 mod digits;
@@ -40,9 +44,12 @@ mod mnist;
 mod mse;
 mod npy;
 mod schedule;
+mod shift;
+mod shift_fit;
 mod student;
 mod trainer;
 
+pub use conv_hint::ConvHintLoss;
 pub use cosine::CosineLoss;
 pub use dataset::Dataset;
 pub use digits::{Digits, DigitsPart, DigitsSplit};
@@ -55,6 +62,8 @@ pub use mnist::Mnist;
 pub use mse::LogitMse;
 pub use npy::{read_npy, read_npy_2d, read_npy_labels};
 pub use schedule::LrSchedule;
+pub use shift::Shifts;
+pub use shift_fit::{HintTerm, ShiftedSet, fit_shifted};
 pub use student::{MlpStudent, SequentialStudent, Student, Teacher};
 pub use trainer::{
     EpochMetrics, History, Hooks, SplitMetrics, StepInfo, Trainer, TrainerBuilder, distill_step,

@@ -285,6 +285,41 @@ impl<A: Float> Sequential<A> {
         Self::output(h)
     }
 
+    /// Inference up to and including layer `k`: its output `[batch, ...]` (e.g. a teacher's feature
+    /// map for a FitNets hint), without dropout or caching.
+    ///
+    /// ```
+    /// use modelopt_nn::{Conv2d, Dense, Init, Layer, Sequential};
+    /// use ndarray::Array2;
+    /// use rand::SeedableRng;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let net = Sequential::<f32>::builder(&[1, 4, 4])
+    ///     .push(Layer::Conv2d(Conv2d::builder(1, 2, 3).build(&mut rng)?))
+    ///     .push(Layer::Flatten)
+    ///     .push(Layer::Linear(Dense::new(8, 3, Init::HeNormal, &mut rng)?))
+    ///     .build()?;
+    /// assert_eq!(net.features(&Array2::zeros((5, 16)), 0)?.shape(), &[5, 2, 2, 2]);
+    /// assert!(net.features(&Array2::zeros((5, 16)), 3).is_err()); // no layer 3
+    /// # Ok::<(), modelopt_nn::NnError>(())
+    /// ```
+    pub fn features(&self, x: &ArrayRef2<A>, k: usize) -> Result<ArrayD<A>> {
+        if k >= self.layers.len() {
+            return Err(CoreError::invalid(
+                "layer",
+                format!(
+                    "index {k} out of range: the network has {} layers",
+                    self.layers.len()
+                ),
+            )
+            .into());
+        }
+        let mut h = self.input(x)?;
+        for (layer, name) in self.layers[..=k].iter().zip(&self.names) {
+            h = layer.forward(&h).map_err(|e| in_layer(name, layer, e))?;
+        }
+        Ok(h)
+    }
+
     /// Forward pass. In training mode it caches what [`Sequential::backward`] needs, uses batch
     /// statistics (and updates the running ones) and applies dropout; otherwise it is
     /// [`Sequential::predict`].

@@ -18,6 +18,8 @@ use super::{
     WeightFormat, integer, load_sequential, save_sequential,
 };
 use crate::Result;
+use crate::quantized::{Calibration, LinearScheme, QuantizedLayer, QuantizedSequential};
+use modelopt_kernels::Par;
 
 /// Measures CNN stages on the test split against the teacher's test outputs.
 struct CnnEval<'a> {
@@ -85,6 +87,33 @@ impl CnnEval<'_> {
             path,
             started,
         )
+    }
+
+    /// An int8 row run in integers: `q` saved to `path` (`QuantizedSequential::save`), read
+    /// back and measured through the integer kernels; the simulation `sim` of the same
+    /// quantization gives the `simulated_accuracy` column beside it.
+    fn integer_row(
+        &self,
+        stage: &str,
+        q: &QuantizedSequential,
+        sim: &QuantizedCnn,
+        path: &Path,
+        started: Instant,
+    ) -> Result<StageReport> {
+        let bytes = q.save(path)?;
+        let loaded = QuantizedSequential::load(path)?;
+        let simulated = sim.predict(&self.inputs)?;
+        let mut row = self.report(
+            stage,
+            format!("{}+a8 (integer)", q_scheme_name(q)),
+            sim.network(),
+            bytes,
+            |x| loaded.predict(&x, Par::Seq),
+            path,
+            started,
+        )?;
+        row.simulated_accuracy = Some(accuracy(&simulated, self.labels)?);
+        Ok(row)
     }
 
     /// A quantized row: bytes of the codes, scales and f32 biases (no file format yet; `path` is
@@ -287,22 +316,56 @@ impl Pipeline {
         // 4. Static quantization: weights, then int8 activations calibrated on training images.
         let n = self.calibration_samples.min(train_x.nrows());
         let calibration = train_x.slice(s![..n, ..]);
-        for format in [
-            WeightFormat::Int4Grouped {
-                group_size: self.int4_group_size,
-            },
+        // int4 weights: simulated (the first convolution's 9-value patches fit no 4-bit block).
+        let int4 = WeightFormat::Int4Grouped {
+            group_size: self.int4_group_size,
+        };
+        let t0 = Instant::now();
+        let q = QuantizedCnn::calibrate(&folded, int4, &calibration, MinMaxObserver::new)?;
+        report.stages.push(eval.quantized_row(
+            &format!(
+                "{} weights, int8 activations (static, simulated)",
+                int4.name()
+            ),
+            int4,
+            &q,
+            &folded_path,
+            t0,
+        )?);
+        // int8 weights and activations: run in integers (W8A8 static), beside its simulation.
+        let t0 = Instant::now();
+        let sim = QuantizedCnn::calibrate(
+            &folded,
             WeightFormat::Int8PerChannel,
-        ] {
-            let t0 = Instant::now();
-            let q = QuantizedCnn::calibrate(&folded, format, &calibration, MinMaxObserver::new)?;
-            report.stages.push(eval.quantized_row(
-                &format!("{} weights, int8 activations (static)", format.name()),
-                format,
-                &q,
-                &folded_path,
-                t0,
-            )?);
-        }
+            &calibration,
+            MinMaxObserver::new,
+        )?;
+        let q = QuantizedSequential::from_sequential(
+            &folded,
+            LinearScheme::W8A8Static,
+            &calibration,
+            256,
+            Calibration::MinMax,
+        )?;
+        report.stages.push(eval.integer_row(
+            "int8 weights, int8 activations (static, integer kernels)",
+            &q,
+            &sim,
+            &file("student-w8a8"),
+            t0,
+        )?);
         Ok(report)
     }
+}
+
+/// The scheme of a converted network's integer layers, for the report.
+fn q_scheme_name(q: &QuantizedSequential) -> String {
+    q.layers()
+        .iter()
+        .find_map(|(_, l)| match l {
+            QuantizedLayer::Conv2d(c) => Some(c.scheme().name()),
+            QuantizedLayer::Linear(l) => Some(l.scheme().name()),
+            QuantizedLayer::Float(_) => None,
+        })
+        .unwrap_or_else(|| "f32".into())
 }

@@ -32,14 +32,16 @@
 
 use std::collections::BTreeMap;
 
-use modelopt_bert::{
-    ActivationHook, BATCH_SENTENCES, BertError, BertModel, SentenceTokenizer, TokenBatch,
-};
+mod sequential;
+
+pub use sequential::{LayerInputs, layer_by_layer};
+
+use modelopt_bert::{BATCH_SENTENCES, BertError, BertModel, SentenceTokenizer, TokenBatch};
 use modelopt_quantize::ggml::{self, GgmlType};
 use modelopt_quantize::gptq::{Gptq, GptqReport, HessianAccumulator};
 use modelopt_quantize::{QuantError, QuantScheme};
 use modelopt_tensor_core::{CoreError, Par};
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use thiserror::Error;
 
 /// Errors of calibration.
@@ -201,49 +203,27 @@ impl Calibrator {
     /// a layer whose width does not fit the format, or a Hessian that stays indefinite.
     pub fn calibrate(&self, model: &mut BertModel, batches: &[TokenBatch]) -> Result<Calibration> {
         self.check()?;
-        if batches.iter().all(|b| b.is_empty()) {
-            return Err(CalibrateError::Input("no calibration text".into()));
-        }
-        let par = self.par;
-        let mut xs = batches
-            .iter()
-            .map(|b| model.embeddings_output(b, par))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let tokens = batches.iter().map(TokenBatch::tokens).sum();
         let mut tensors = BTreeMap::new();
-        for l in 0..model.num_layers() {
-            let mut hook = StatsHook::default();
-            for (b, x) in batches.iter().zip(&xs) {
-                model.layer_output(l, x.clone(), b, par, &mut hook)?;
-            }
-            if let Some((layer, source)) = hook.error {
-                return Err(CalibrateError::Quant { layer, source });
-            }
-            let names = hook.order.clone();
+        let tokens = sequential::layer_by_layer(model, batches, self.par, |model, inputs| {
+            let names = inputs.order();
             let weights: Vec<Array2<f32>> = names
                 .iter()
                 .map(|n| model.linear_weight(n).map(|w| w.to_owned()))
                 .collect::<std::result::Result<_, _>>()?;
-            let results = par.map_range(names.len(), |k| {
-                let stats = &hook.stats[hook.input_of[&names[k]]];
-                self.quantize_one(&weights[k], stats)
+            let results = self.par.map_range(names.len(), |k| {
+                self.quantize_one(&weights[k], inputs.stats(&names[k]))
                     .map_err(|source| CalibrateError::Quant {
                         layer: names[k].clone(),
                         source,
                     })
             });
-            for (name, r) in names.into_iter().zip(results) {
+            for (name, r) in names.iter().zip(results) {
                 let t = r?;
-                model.set_linear_weight(&name, t.dequantized.view())?;
-                tensors.insert(name, t);
+                model.set_linear_weight(name, t.dequantized.view())?;
+                tensors.insert(name.clone(), t);
             }
-            let mut none = |_: &str, _: ArrayView2<'_, f32>| {};
-            xs = batches
-                .iter()
-                .zip(xs)
-                .map(|(b, x)| model.layer_output(l, x, b, par, &mut none))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-        }
+            Ok(())
+        })?;
         Ok(Calibration { tensors, tokens })
     }
 
@@ -314,83 +294,9 @@ impl Calibrator {
     }
 }
 
-/// Accumulates one [`HessianAccumulator`] per distinct layer input: consecutive calls with the
-/// same rows (query, key, value) share one.
-#[derive(Default)]
-struct StatsHook {
-    stats: Vec<HessianAccumulator>,
-    /// Weight name -> index into `stats`.
-    input_of: BTreeMap<String, usize>,
-    /// Weight names in the order first seen.
-    order: Vec<String>,
-    /// (pointer, rows, cols) of the previous call's input in this batch.
-    last: Option<(usize, usize, usize, usize)>,
-    error: Option<(String, QuantError)>,
-}
-
-impl ActivationHook for StatsHook {
-    fn linear_input(&mut self, name: &str, x: ArrayView2<'_, f32>) {
-        if self.error.is_some() {
-            return;
-        }
-        let key = (x.as_ptr() as usize, x.nrows(), x.ncols());
-        let idx = match (self.input_of.get(name), self.last) {
-            (Some(&i), _) => i,
-            (None, Some((p, r, c, i))) if (p, r, c) == key => i,
-            (None, _) => {
-                self.stats.push(HessianAccumulator::new(x.ncols()));
-                self.stats.len() - 1
-            }
-        };
-        if !self.input_of.contains_key(name) {
-            self.input_of.insert(name.to_string(), idx);
-            self.order.push(name.to_string());
-        }
-        // Same rows as the previous call of this batch (a shared input): already added.
-        let shared = matches!(self.last, Some((p, r, c, i)) if (p, r, c) == key && i == idx);
-        self.last = Some((key.0, key.1, key.2, idx));
-        if shared {
-            return;
-        }
-        if let Err(e) = self.stats[idx].add_batch(&x) {
-            self.error = Some((name.to_string(), e));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
-
-    #[test]
-    fn hook_shares_one_accumulator_between_layers_reading_the_same_rows() {
-        let mut hook = StatsHook::default();
-        for _batch in 0..2 {
-            let x = array![[1.0f32, 2.0], [3.0, -1.0]];
-            let y = array![[0.5f32, 0.5, 1.0]];
-            for n in ["q", "k", "v"] {
-                hook.linear_input(n, x.view());
-            }
-            hook.linear_input("o", y.view());
-        }
-        assert_eq!(hook.order, ["q", "k", "v", "o"]);
-        assert_eq!(hook.stats.len(), 2);
-        assert_eq!(hook.input_of["k"], hook.input_of["q"]);
-        // Each batch counted once for the shared input: 2 batches x 2 tokens.
-        assert_eq!(hook.stats[hook.input_of["v"]].samples(), 4);
-        assert_eq!(hook.stats[hook.input_of["o"]].samples(), 2);
-        assert!(hook.error.is_none());
-    }
-
-    #[test]
-    fn hook_reports_non_finite_activations_by_layer() {
-        let mut hook = StatsHook::default();
-        hook.linear_input("a", array![[1.0f32, f32::NAN]].view());
-        let (layer, e) = hook.error.expect("an error");
-        assert_eq!(layer, "a");
-        assert!(e.to_string().contains("non-finite"), "{e}");
-    }
 
     #[test]
     fn unsupported_combinations_are_errors() {

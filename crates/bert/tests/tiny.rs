@@ -269,3 +269,58 @@ fn empty_text_gives_an_empty_result() {
     let e = enc.embed(&[""], Par::Seq).unwrap();
     assert_eq!(e.tokens, 2);
 }
+
+#[test]
+fn rescaling_a_layer_input_leaves_the_embeddings_unchanged() {
+    let r = reference();
+    let enc = SentenceEncoder::from_dir(tiny()).unwrap();
+    let tok = enc.tokenizer().encode(&r.sentences).unwrap();
+    let before = enc.model().embed(&tok.batch, Par::Seq).unwrap();
+    let mut model = enc.model().clone();
+    let names: Vec<String> = model.linear_names().iter().map(|s| s.to_string()).collect();
+    let o = names
+        .iter()
+        .find(|n| n.ends_with("attention.output.dense.weight"))
+        .unwrap();
+    let v = model.input_producer(o).unwrap().to_string();
+    assert!(v.ends_with("attention.self.value.weight"), "{v}");
+    let width = model.linear_weight(o).unwrap().ncols();
+    let s = ndarray::Array1::from_shape_fn(width, |j| 0.25 + j as f32 / 8.0);
+    let w_before = model.linear_weight(o).unwrap().to_owned();
+    let b_before = model.linear_bias(&v).unwrap().to_owned();
+    assert_eq!(model.scale_linear_input(o, s.view()).unwrap(), v);
+    // The weight's columns went up by s, the producer's bias down by it.
+    let w_after = model.linear_weight(o).unwrap();
+    assert!((w_after[[1, 3]] - w_before[[1, 3]] * s[3]).abs() < 1e-6);
+    let b_after = model.linear_bias(&v).unwrap();
+    assert!((b_after[5] - b_before[5] / s[5]).abs() < 1e-6);
+    let after = model.embed(&tok.batch, Par::Seq).unwrap();
+    let diff = (&after - &before)
+        .mapv(f32::abs)
+        .fold(0f32, |a, &b| a.max(b));
+    assert!(diff < 1e-5, "embeddings moved by {diff}");
+    // Query/key/value and the FFN layers have no producer to fold into.
+    for n in names
+        .iter()
+        .filter(|n| !n.ends_with("attention.output.dense.weight"))
+    {
+        assert!(model.input_producer(n).is_none(), "{n}");
+        let e = model
+            .scale_linear_input(
+                n,
+                ndarray::Array1::ones(model.linear_weight(n).unwrap().ncols()).view(),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot be rescaled"), "{e}");
+    }
+    let bad = ndarray::Array1::from_elem(width, 0.0f32);
+    assert!(
+        model
+            .scale_linear_input(o, bad.view())
+            .unwrap_err()
+            .to_string()
+            .contains("scale 0")
+    );
+    let short = ndarray::Array1::from_elem(width - 1, 1.0f32);
+    assert!(model.scale_linear_input(o, short.view()).is_err());
+}

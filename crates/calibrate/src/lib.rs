@@ -37,11 +37,12 @@ mod sequential;
 pub use sequential::{LayerInputs, layer_by_layer};
 
 use modelopt_bert::{BATCH_SENTENCES, BertError, BertModel, SentenceTokenizer, TokenBatch};
+use modelopt_quantize::awq::Awq;
 use modelopt_quantize::ggml::{self, GgmlType};
 use modelopt_quantize::gptq::{Gptq, GptqReport, HessianAccumulator};
 use modelopt_quantize::{QuantError, QuantScheme};
 use modelopt_tensor_core::{CoreError, Par};
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 use thiserror::Error;
 
 /// Errors of calibration.
@@ -76,6 +77,12 @@ pub enum Method {
     /// llama.cpp's importance-weighted GGML quantizers with the per-column mean of `x²` as the
     /// importance (what `llama-imatrix` collects), any GGML type with an importance path.
     Imatrix,
+    /// AWQ: per-input-channel scales searched on the layer's inputs
+    /// ([`modelopt_quantize::awq`]) for the linear layers whose input scales fold exactly into
+    /// the layer producing that input ([`BertModel::input_producer`]: on BERT the attention
+    /// output projections, folded into the value projections), then round-to-nearest for
+    /// every weight. Any GGML block type or int4.
+    Awq,
 }
 
 /// The stored format of the linear weights.
@@ -96,6 +103,8 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CalibratedTensor {
+    /// The method that calibrated it.
+    pub method: Method,
     /// The format.
     pub format: Format,
     /// GGML rows, or the int4 codes packed two per byte (even element in the low nibble).
@@ -106,6 +115,21 @@ pub struct CalibratedTensor {
     pub dequantized: Array2<f32>,
     /// GPTQ's report (dampening, dead columns, loss), for GPTQ.
     pub gptq: Option<GptqReport>,
+    /// AWQ's choice for this weight's input channels (the exponent, the calibration errors
+    /// with and without it), for AWQ on a layer whose inputs could be rescaled.
+    pub awq: Option<AwqChoice>,
+}
+
+/// What AWQ chose for one linear layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct AwqChoice {
+    /// The exponent `α` of `s = mean|x|^α` (0: no scaling).
+    pub alpha: f32,
+    /// The layer's calibration output error `tr(Δ H Δᵀ)` with the chosen scales.
+    pub error: f64,
+    /// The same without scaling.
+    pub error_unscaled: f64,
 }
 
 /// The result of a calibration.
@@ -116,6 +140,9 @@ pub struct Calibration {
     pub tensors: BTreeMap<String, CalibratedTensor>,
     /// Calibration tokens per layer input.
     pub tokens: usize,
+    /// Float tensors the calibration changed, by checkpoint name: the biases of the layers
+    /// into which AWQ folded its input scales (their weights are in `tensors`).
+    pub biases: BTreeMap<String, Array1<f32>>,
 }
 
 /// Tokenizes `texts` into batches of [`BATCH_SENTENCES`] sentences (the encoder's batching).
@@ -137,6 +164,7 @@ pub struct Calibrator {
     format: Format,
     fallback: Option<Format>,
     gptq: Gptq,
+    awq: Awq,
     par: Par,
 }
 
@@ -148,6 +176,7 @@ impl Calibrator {
             format,
             fallback: None,
             gptq: Gptq::new(),
+            awq: Awq::new(),
             par: Par::Seq,
         }
     }
@@ -163,6 +192,12 @@ impl Calibrator {
     /// GPTQ's settings (act order, dampening, block size).
     pub fn gptq(mut self, gptq: Gptq) -> Self {
         self.gptq = gptq;
+        self
+    }
+
+    /// AWQ's settings (the grid of exponents).
+    pub fn awq(mut self, awq: Awq) -> Self {
+        self.awq = awq;
         self
     }
 
@@ -183,17 +218,20 @@ impl Calibrator {
         match (self.method, format) {
             (Method::Gptq, Format::Ggml(GgmlType::Q4_0 | GgmlType::Q8_0)) => {}
             (Method::Gptq, Format::Int4 { group_size }) if group_size > 0 => {}
-            (Method::Imatrix, Format::Ggml(ty)) if ty.block_size() > 1 => {}
+            (Method::Imatrix | Method::Awq, Format::Ggml(ty)) if ty.block_size() > 1 => {}
+            (Method::Awq, Format::Int4 { group_size }) if group_size > 0 => {}
             (m, f) => {
                 return Err(CalibrateError::Input(format!(
-                    "{m:?} does not support {f:?} (GPTQ: q4_0, q8_0, int4; imatrix: GGML block types)"
+                    "{m:?} does not support {f:?} (GPTQ: q4_0, q8_0, int4; imatrix: GGML block types; AWQ: GGML block types, int4)"
                 )));
             }
         }
-        self.gptq.check().map_err(|source| CalibrateError::Quant {
+        let settings = |source| CalibrateError::Quant {
             layer: "settings".into(),
             source,
-        })?;
+        };
+        self.gptq.check().map_err(settings)?;
+        self.awq.check().map_err(settings)?;
         Ok(())
     }
 
@@ -204,8 +242,20 @@ impl Calibrator {
     pub fn calibrate(&self, model: &mut BertModel, batches: &[TokenBatch]) -> Result<Calibration> {
         self.check()?;
         let mut tensors = BTreeMap::new();
+        let mut biases = BTreeMap::new();
+        let mut choices = BTreeMap::new();
         let tokens = sequential::layer_by_layer(model, batches, self.par, |model, inputs| {
             let names = inputs.order();
+            if self.method == Method::Awq {
+                for name in names {
+                    if let Some((choice, producer)) = self.awq_scale(model, name, inputs)? {
+                        let bias = model.linear_bias(&producer)?.to_owned();
+                        let bias_name = producer.strip_suffix(".weight").unwrap_or(&producer);
+                        biases.insert(format!("{bias_name}.bias"), bias);
+                        choices.insert(name.clone(), choice);
+                    }
+                }
+            }
             let weights: Vec<Array2<f32>> = names
                 .iter()
                 .map(|n| model.linear_weight(n).map(|w| w.to_owned()))
@@ -218,13 +268,19 @@ impl Calibrator {
                     })
             });
             for (name, r) in names.iter().zip(results) {
-                let t = r?;
+                let mut t = r?;
+                t.method = self.method;
+                t.awq = choices.get(name).copied();
                 model.set_linear_weight(name, t.dequantized.view())?;
                 tensors.insert(name.clone(), t);
             }
             Ok(())
         })?;
-        Ok(Calibration { tensors, tokens })
+        Ok(Calibration {
+            tensors,
+            tokens,
+            biases,
+        })
     }
 
     /// The format for rows of `cols` weights: the requested one, or the fallback if its blocks
@@ -240,6 +296,51 @@ impl Calibrator {
         }
     }
 
+    /// AWQ for linear layer `name` if its input can be rescaled: searches the scales against
+    /// round-to-nearest in the layer's format and folds them into the model (the layer's
+    /// columns and its producer's rows and bias). Returns the choice and the producer's name,
+    /// `None` for layers without a producer or when no scaling beats none.
+    fn awq_scale(
+        &self,
+        model: &mut BertModel,
+        name: &str,
+        inputs: &LayerInputs,
+    ) -> Result<Option<(AwqChoice, String)>> {
+        if model.input_producer(name).is_none() {
+            return Ok(None);
+        }
+        let quant = |source| CalibrateError::Quant {
+            layer: name.to_string(),
+            source,
+        };
+        let w = model.linear_weight(name)?.to_owned();
+        let format = self.format_for(w.ncols());
+        let stats = inputs.stats(name);
+        let (hessian, mean_abs) = (
+            stats.finish().map_err(quant)?,
+            stats.mean_abs().map_err(quant)?,
+        );
+        let found = self
+            .awq
+            .check()
+            .and_then(|a| {
+                a.search(&[&w], &hessian, &mean_abs, |w| {
+                    Ok(round_to_nearest(w, format)?.dequantized)
+                })
+            })
+            .map_err(quant)?;
+        if found.alpha == 0.0 {
+            return Ok(None);
+        }
+        let producer = model.scale_linear_input(name, found.scales.view())?;
+        let choice = AwqChoice {
+            alpha: found.alpha,
+            error: found.error,
+            error_unscaled: found.error_unscaled,
+        };
+        Ok(Some((choice, producer)))
+    }
+
     fn quantize_one(
         &self,
         w: &Array2<f32>,
@@ -251,11 +352,13 @@ impl Calibrator {
             (Method::Gptq, Format::Ggml(ty)) => {
                 let out = self.gptq.check()?.quantize_ggml(w, &stats.finish()?, ty)?;
                 Ok(CalibratedTensor {
+                    method: Method::Gptq,
                     format,
                     data: out.quantized,
                     scales: Vec::new(),
                     dequantized: out.dequantized,
                     gptq: Some(out.report),
+                    awq: None,
                 })
             }
             (Method::Gptq, Format::Int4 { group_size }) => {
@@ -265,33 +368,79 @@ impl Calibrator {
                     .check()?
                     .quantize_uniform(w, &stats.finish()?, &scheme)?;
                 Ok(CalibratedTensor {
+                    method: Method::Gptq,
                     format,
                     data: out.quantized.packed_codes().to_vec(),
                     scales: out.quantized.params().scales().iter().copied().collect(),
                     dequantized: out.dequantized,
                     gptq: Some(out.report),
+                    awq: None,
                 })
             }
+            (Method::Awq, format) => round_to_nearest(w, format),
             (Method::Imatrix, Format::Ggml(ty)) => {
                 let n = stats.samples().max(1) as f64;
                 let importance: Vec<f32> = stats.sum_sq().iter().map(|&v| (v / n) as f32).collect();
                 let src: Vec<f32> = w.iter().copied().collect();
                 let mut data = vec![0u8; rows * ty.row_bytes(cols)?];
                 ggml::quantize_rows_imatrix(ty, &src, cols, &importance, &mut data, Par::Seq)?;
-                let back = ggml::dequantize(ty, &data, rows * cols)?;
-                let dequantized = Array2::from_shape_vec((rows, cols), back)
-                    .map_err(|e| CoreError::invalid("shape", e.to_string()))?;
-                Ok(CalibratedTensor {
-                    format,
-                    data,
-                    scales: Vec::new(),
-                    dequantized,
-                    gptq: None,
-                })
+                ggml_tensor(ty, data, rows, cols)
             }
             _ => Err(CoreError::invalid("method", "unsupported combination").into()),
         }
     }
+}
+
+/// `w` rounded to nearest in `format` (GGML blocks without importance, or int4 per group).
+fn round_to_nearest(
+    w: &Array2<f32>,
+    format: Format,
+) -> std::result::Result<CalibratedTensor, QuantError> {
+    let (rows, cols) = w.dim();
+    match format {
+        Format::Ggml(ty) => {
+            let src: Vec<f32> = w.iter().copied().collect();
+            let mut data = vec![0u8; rows * ty.row_bytes(cols)?];
+            ggml::quantize_rows(ty, &src, cols, &mut data, Par::Seq)?;
+            ggml_tensor(ty, data, rows, cols)
+        }
+        Format::Int4 { group_size } => {
+            let q = QuantScheme::int4()
+                .per_group(1, group_size)
+                .check()?
+                .quantize(w)?;
+            Ok(CalibratedTensor {
+                method: Method::Awq,
+                format,
+                data: q.packed_codes().to_vec(),
+                scales: q.params().scales().iter().copied().collect(),
+                dequantized: q.dequantize(),
+                gptq: None,
+                awq: None,
+            })
+        }
+    }
+}
+
+/// GGML rows of a `[rows, cols]` weight as a calibrated tensor (with what they decode to).
+fn ggml_tensor(
+    ty: GgmlType,
+    data: Vec<u8>,
+    rows: usize,
+    cols: usize,
+) -> std::result::Result<CalibratedTensor, QuantError> {
+    let back = ggml::dequantize(ty, &data, rows * cols)?;
+    let dequantized = Array2::from_shape_vec((rows, cols), back)
+        .map_err(|e| CoreError::invalid("shape", e.to_string()))?;
+    Ok(CalibratedTensor {
+        method: Method::Awq,
+        format: Format::Ggml(ty),
+        data,
+        scales: Vec::new(),
+        dequantized,
+        gptq: None,
+        awq: None,
+    })
 }
 
 #[cfg(test)]

@@ -155,5 +155,4 @@ mod tests {
         assert_eq!(layer, "a");
         assert!(e.to_string().contains("non-finite"), "{e}");
     }
-
 }

@@ -1,4 +1,4 @@
-//! `modelopt quantize --calibrate MODEL_DIR --text FILE --method gptq|imatrix`: the linear
+//! `modelopt quantize --calibrate MODEL_DIR --text FILE --method gptq|imatrix|awq`: the linear
 //! layers of a BERT checkpoint calibrated on text (modelopt-calibrate), layer after layer.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +20,9 @@ pub enum CalibMethod {
     Gptq,
     /// Importance-weighted GGML quantizers with the mean x² of each input column.
     Imatrix,
+    /// AWQ's activation-aware input scales where they fold exactly (on BERT: the attention
+    /// output projections, into the value projections), then round-to-nearest.
+    Awq,
 }
 
 /// The calibration options of `modelopt quantize`.
@@ -69,6 +72,7 @@ pub fn run(
     let method = match args.method {
         CalibMethod::Gptq => Method::Gptq,
         CalibMethod::Imatrix => Method::Imatrix,
+        CalibMethod::Awq => Method::Awq,
     };
     let start = Instant::now();
     let enc = SentenceEncoder::with_weights(dir, input).map_err(|e| failure(dir, e.to_string()))?;

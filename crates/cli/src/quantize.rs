@@ -26,7 +26,7 @@ use crate::nonlinear::Nonlinear;
 use crate::plan::{Action, Target, gguf_keeps_integer, plan};
 use crate::preset::Preset;
 use crate::rows::{Source, ggml_bytes, quantize_ggml_weighted, quantize_uniform, sqnr_db};
-use modelopt_calibrate::{CalibratedTensor, Format};
+use modelopt_calibrate::{CalibratedTensor, Format, Method};
 
 /// The quantization types of `--type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -228,6 +228,12 @@ pub struct QuantizeArgs {
     /// tensor the type llama-quantize gives it; elsewhere it is its base type.
     #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
     pub ty: TypeArg,
+    /// The type of the token (word) embeddings (`token_embd.weight`, `*word_embeddings.weight`,
+    /// `*embed_tokens.weight`) instead of --type, as llama-quantize's option of the same name;
+    /// with the simple types. E.g. `--type q4_0 --token-embedding-type kmeans3 --block-size 128`:
+    /// BERT's word embeddings are half its weights.
+    #[arg(long, value_name = "TYPE", value_enum)]
+    pub token_embedding_type: Option<QuantType>,
     /// With a preset on a GGUF model: every quantized tensor gets the preset's base type
     /// (llama-quantize --pure).
     #[arg(long)]
@@ -274,6 +280,41 @@ pub struct QuantizeArgs {
     /// As --bpw, for a total tensor-data size (3.2GiB, 800MB, bytes).
     #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
     pub size: Option<u64>,
+}
+
+/// Errors if `t` (given as `option`) cannot be written to `format` or its nonlinear settings
+/// are invalid.
+fn check_type_for(
+    t: QuantType,
+    option: &str,
+    args: &QuantizeArgs,
+    format: FileFormat,
+) -> CliResult<()> {
+    if format == FileFormat::Gguf && matches!(t, QuantType::Int8 | QuantType::Int4) {
+        return Err(CliError::Usage(format!(
+            "{}: {option} int8/int4 are written to safetensors only (GGUF has no such tensor type)",
+            args.output.display()
+        )));
+    }
+    if let Some(n) = t.nonlinear(args.block_size, args.double_quant) {
+        n.check()?;
+        if format == FileFormat::Gguf {
+            return Err(CliError::Usage(format!(
+                "{}: {option} {} is written to safetensors only (GGUF has no such tensor type)",
+                args.output.display(),
+                n.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True for the token (word) embedding matrix under the names llama.cpp, Hugging Face BERT
+/// and LLaMA checkpoints give it.
+fn is_token_embedding(name: &str) -> bool {
+    name == "token_embd.weight"
+        || name.ends_with("word_embeddings.weight")
+        || name.ends_with("embed_tokens.weight")
 }
 
 /// One line of the report.
@@ -345,27 +386,11 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     if args.group_size == 0 {
         return Err(CliError::Usage("--group-size must be at least 1".into()));
     }
-    if format == FileFormat::Gguf
-        && matches!(args.ty, TypeArg::Simple(QuantType::Int8 | QuantType::Int4))
-    {
-        return Err(CliError::Usage(format!(
-            "{}: int8/int4 are written to safetensors only (GGUF has no such tensor type)",
-            args.output.display()
-        )));
+    if let TypeArg::Simple(t) = args.ty {
+        check_type_for(t, "--type", args, format)?;
     }
-    let nonlinear = match args.ty {
-        TypeArg::Simple(t) => t.nonlinear(args.block_size, args.double_quant),
-        TypeArg::Preset(_) => None,
-    };
-    if let Some(n) = nonlinear {
-        n.check()?;
-        if format == FileFormat::Gguf {
-            return Err(CliError::Usage(format!(
-                "{}: {} is written to safetensors only (GGUF has no such tensor type)",
-                args.output.display(),
-                n.name()
-            )));
-        }
+    if let Some(t) = args.token_embedding_type {
+        check_type_for(t, "--token-embedding-type", args, format)?;
     }
     if same_file(&args.input, &args.output) {
         return Err(CliError::Usage(format!(
@@ -382,6 +407,11 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     let imatrix = args.imatrix.as_deref().map(Importance::read).transpose()?;
     let mut budget = None;
     let (tensors, actions, meta) = match llama_plan(args, format, &input, imatrix.as_ref())? {
+        Some(_) if args.token_embedding_type.is_some() => {
+            return Err(CliError::Usage(
+                "--token-embedding-type is not supported with a preset on a GGUF model (its per-tensor rules choose the embeddings' type)".into(),
+            ));
+        }
         Some(p) => {
             budget = p.budget;
             (p.tensors, p.actions, Some(p.metadata))
@@ -393,9 +423,18 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
         }
         None => {
             let tensors = input.tensors();
+            let embedding_target = args
+                .token_embedding_type
+                .map(|t| t.target(args.group_size, args.block_size, args.double_quant));
             let actions = tensors
                 .iter()
-                .map(|t| plan(&t.info, t.is_float(), target, &args.keep))
+                .map(|t| {
+                    let target = match embedding_target {
+                        Some(e) if is_token_embedding(&t.info.name) => e,
+                        _ => target,
+                    };
+                    plan(&t.info, t.is_float(), target, &args.keep)
+                })
                 .collect();
             (tensors, actions, None)
         }
@@ -431,9 +470,20 @@ pub fn run(args: &QuantizeArgs) -> CliResult<()> {
     let mut rows = Vec::with_capacity(tensors.len());
     for (t, action) in tensors.iter().zip(&actions) {
         bar.set_message(t.info.name.clone());
-        rows.push(match cal.and_then(|c| c.tensors.get(&t.info.name)) {
-            Some(c) => write_calibrated(&input, t, action, c, &mut sink)?,
-            None => process(&input, t, action, format, &mut sink, importance.as_ref())?,
+        let name = &t.info.name;
+        rows.push(match cal {
+            Some(c) if c.tensors.contains_key(name) => {
+                // AWQ changed this weight's columns or, for its producer, rows: comparing the
+                // stored values with the input's would measure the rescaling, not the error.
+                let bias = name.strip_suffix(".weight").map(|n| format!("{n}.bias"));
+                let rescaled = c.tensors[name].awq.is_some()
+                    || bias.is_some_and(|b| c.biases.contains_key(&b));
+                write_calibrated(&input, t, action, &c.tensors[name], rescaled, &mut sink)?
+            }
+            Some(c) if c.biases.contains_key(name) => {
+                write_changed_bias(&input, t, action, format, &c.biases[name], &mut sink)?
+            }
+            _ => process(&input, t, action, format, &mut sink, importance.as_ref())?,
         });
         input.release(&t.info.name)?;
         bar.inc(t.stored_bytes as u64);
@@ -679,12 +729,57 @@ fn process(
     })
 }
 
+/// Writes a bias that the calibration changed (AWQ folded its input scales into the layer),
+/// stored as the input stores it: f32 values only (the copy of a plain f32 tensor).
+fn write_changed_bias(
+    input: &Checkpoint,
+    t: &CheckpointTensor,
+    action: &Action,
+    format: FileFormat,
+    values: &ndarray::Array1<f32>,
+    sink: &mut Sink,
+) -> CliResult<Row> {
+    let name = &t.info.name;
+    let (declared, _) = out_info(t, action, format)?;
+    if !matches!(action, Action::Copy(_)) || declared.len() != 1 || declared[0].dtype != DType::F32
+    {
+        return Err(failure(
+            input.path(),
+            format!(
+                "tensor `{name}`: the calibration changed it (AWQ scales folded into its layer) but it is written as {:?}, not copied as F32; quantize a checkpoint with F32 biases",
+                declared[0].dtype
+            ),
+        ));
+    }
+    if values.len() as u64 != t.info.elements()? as u64 {
+        return Err(failure(
+            input.path(),
+            format!(
+                "tensor `{name}`: the calibration changed it to {} values",
+                values.len()
+            ),
+        ));
+    }
+    let b = f32_to_bytes(values.as_slice().unwrap_or(&values.to_vec()));
+    sink.write(name, &b)?;
+    Ok(Row {
+        name: name.clone(),
+        out_type: DType::F32.name().to_string(),
+        sqnr_db: None,
+        bytes_in: t.stored_bytes as u64,
+        bytes_out: b.len() as u64,
+        parameters: t.info.elements()? as u64,
+        note: "AWQ input scales folded in".to_string(),
+    })
+}
+
 /// Writes a tensor calibrated by `--calibrate` (its stored form was computed already).
 fn write_calibrated(
     input: &Checkpoint,
     t: &CheckpointTensor,
     action: &Action,
     c: &CalibratedTensor,
+    rescaled: bool,
     sink: &mut Sink,
 ) -> CliResult<Row> {
     let name = &t.info.name;
@@ -724,12 +819,23 @@ fn write_calibrated(
             r.damp_raises, r.damp, r.dead_columns
         ),
         Some(_) => "calibrated (GPTQ)".to_string(),
-        None => "calibrated (imatrix)".to_string(),
+        None => match (&c.awq, rescaled) {
+            (Some(a), _) => format!(
+                "calibrated (AWQ alpha {:.2}: calibration error {:.3}x round-to-nearest's)",
+                a.alpha,
+                a.error / a.error_unscaled.max(f64::MIN_POSITIVE)
+            ),
+            (None, true) => "round-to-nearest; rows rescaled by AWQ for the next layer".to_string(),
+            (None, false) if c.method == Method::Awq => {
+                "round-to-nearest (AWQ: its input scales fold into no layer)".to_string()
+            }
+            (None, false) => "calibrated (imatrix)".to_string(),
+        },
     };
     Ok(Row {
         name: name.clone(),
         out_type,
-        sqnr_db: Some(sqnr_db((sx, se))),
+        sqnr_db: (!rescaled).then(|| sqnr_db((sx, se))),
         bytes_in: t.stored_bytes as u64,
         bytes_out: n as u64,
         parameters: t.info.elements()? as u64,

@@ -195,3 +195,130 @@ fn imatrix_writes_llama_cpp_entries_under_checkpoint_names() {
         }
     }
 }
+
+/// `quantize --method awq` writes what the calibration computed: the file, run in f32, gives
+/// the embeddings of the model `Calibrator` returns (the value projections' rows and biases
+/// carry the folded scales), and only attention output projections get scales.
+#[test]
+fn awq_output_runs_as_the_calibrated_model() {
+    use modelopt_bert::{Execution, SentenceEncoder};
+    use modelopt_calibrate::{Calibrator, Format, Method, batches};
+    use modelopt_quantize::ggml::GgmlType;
+    use modelopt_tensor_core::Par;
+
+    let dir = temp_dir("awq");
+    let lines: Vec<&str> = LINES.iter().copied().filter(|l| !l.is_empty()).collect();
+    let text = text_file(&dir, &lines);
+    let out = dir.join("awq.safetensors");
+    let report = ok_json(&[
+        "quantize",
+        tiny().join("model.safetensors").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "q4_0",
+        "--calibrate",
+        tiny().to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--method",
+        "awq",
+        "--keep",
+        "*embeddings*",
+        "--json",
+    ]);
+    let notes: Vec<(String, String)> = report["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+            (s("name"), s("note"))
+        })
+        .collect();
+    for (name, note) in &notes {
+        if note.contains("AWQ alpha") {
+            assert!(
+                name.ends_with("attention.output.dense.weight"),
+                "{name}: {note}"
+            );
+        }
+    }
+
+    let enc = SentenceEncoder::from_dir(tiny()).unwrap();
+    let b = batches(enc.tokenizer(), &lines).unwrap();
+    let mut model = enc.model().clone();
+    let cal = Calibrator::new(Method::Awq, Format::Ggml(GgmlType::Q4_0))
+        .calibrate(&mut model, &b)
+        .unwrap();
+    // The tiny model's attention outputs do get scales (so the fold is exercised), and every
+    // folded bias is in the report as written from the calibration.
+    assert!(!cal.biases.is_empty());
+    for name in cal.biases.keys() {
+        assert!(
+            notes
+                .iter()
+                .any(|(n, note)| n == name && note.contains("AWQ")),
+            "{name}"
+        );
+    }
+    let tok = enc.tokenizer().encode(&lines).unwrap();
+    let want = model.embed(&tok.batch, Par::Seq).unwrap();
+    let file = SentenceEncoder::with_weights_and(tiny(), &out, Execution::Float).unwrap();
+    let got = file.model().embed(&tok.batch, Par::Seq).unwrap();
+    let diff = (&got - &want).mapv(f32::abs).fold(0f32, |a, &b| a.max(b));
+    assert!(diff < 1e-5, "file vs calibrated model: {diff}");
+}
+
+/// `--token-embedding-type` gives the word embeddings their own type (as llama-quantize's
+/// option of that name) and is checked against the output format like --type.
+#[test]
+fn token_embedding_type_applies_to_the_word_embeddings_only() {
+    let dir = temp_dir("token-embedding-type");
+    let model = tiny().join("model.safetensors");
+    let out = dir.join("mixed.safetensors");
+    let report = ok_json(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "q4_0",
+        "--token-embedding-type",
+        "kmeans3",
+        "--block-size",
+        "32",
+        "--json",
+    ]);
+    let type_of = |name: &str| {
+        report["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["type"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(type_of("embeddings.word_embeddings.weight"), "kmeans3");
+    assert_eq!(type_of("embeddings.position_embeddings.weight"), "q4_0");
+    assert_eq!(
+        type_of("encoder.layer.0.attention.self.query.weight"),
+        "q4_0"
+    );
+    // GGUF cannot hold a codebook: a usage error, no file.
+    let gguf = dir.join("mixed.gguf");
+    let o = modelopt(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        gguf.to_str().unwrap(),
+        "--type",
+        "q4_0",
+        "--token-embedding-type",
+        "kmeans3",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--token-embedding-type"), "{err}");
+    assert!(!gguf.exists());
+}

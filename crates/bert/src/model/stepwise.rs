@@ -2,7 +2,7 @@
 //! calibration (GPTQ layer after layer on the already-quantized model's inputs) needs.
 
 use modelopt_tensor_core::Par;
-use ndarray::{Array2, ArrayView2, s};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis, s};
 
 use super::BertModel;
 use crate::{ActivationHook, BertError, Result, TokenBatch};
@@ -122,5 +122,86 @@ impl BertModel {
             }
         }
         Err(BertError::Input(format!("no linear layer named `{name}`")))
+    }
+
+    /// The bias of the linear layer whose weight is `name` (one of
+    /// [`linear_names`](Self::linear_names)).
+    pub fn linear_bias(&self, name: &str) -> Result<ArrayView1<'_, f32>> {
+        let h = self.config.hidden_size;
+        for l in &self.layers {
+            if let Some(k) = l.qkv_names.iter().position(|n| n == name) {
+                return Ok(l.qkv.bias.slice(s![k * h..(k + 1) * h]));
+            }
+            for (n, lin) in [
+                (&l.attn_out_name, &l.attn_out),
+                (&l.inter_name, &l.inter),
+                (&l.out_name, &l.out),
+            ] {
+                if n == name {
+                    return Ok(lin.bias.view());
+                }
+            }
+        }
+        Err(BertError::Input(format!("no linear layer named `{name}`")))
+    }
+
+    /// The linear layer whose output channels are, scaled per channel, the input channels of
+    /// linear layer `name` and feed nothing else, if there is one: the value projection for an
+    /// attention output projection (the attention context is, per head, a weighted sum of the
+    /// value rows). A post-LayerNorm BERT has no such producer for query/key/value (their
+    /// LayerNorm's output is also the residual) nor for the FFN layers (GELU between them is
+    /// not homogeneous). This is where AWQ's input scales can be folded exactly.
+    pub fn input_producer(&self, name: &str) -> Option<&str> {
+        self.layers
+            .iter()
+            .find(|l| l.attn_out_name == name)
+            .map(|l| l.qkv_names[2].as_str())
+    }
+
+    /// Rescales the input channels of linear layer `name` without changing what the model
+    /// computes (up to rounding): its weight's column `j` is multiplied by `s[j]` and the
+    /// producer's ([`input_producer`](Self::input_producer)) weight row `j` and bias `j` are
+    /// divided by it. Returns the producer's name. Errors on a layer without a producer, a
+    /// length other than the layer's input width, or a scale that is not finite and positive.
+    pub fn scale_linear_input(
+        &mut self,
+        name: &str,
+        scales: ArrayView1<'_, f32>,
+    ) -> Result<String> {
+        let producer = self
+            .input_producer(name)
+            .ok_or_else(|| {
+                BertError::Input(format!(
+                    "`{name}`: its input comes from no linear layer alone, so it cannot be rescaled"
+                ))
+            })?
+            .to_string();
+        let cols = self.linear_weight(name)?.ncols();
+        if scales.len() != cols {
+            return Err(BertError::Input(format!(
+                "`{name}`: {} input scales for {cols} input channels",
+                scales.len()
+            )));
+        }
+        if let Some(j) = scales.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(BertError::Input(format!(
+                "`{name}`: input scale {j} is {}, not finite and positive",
+                scales[j]
+            )));
+        }
+        let h = self.config.hidden_size;
+        let l = self
+            .layers
+            .iter_mut()
+            .find(|l| l.attn_out_name == name)
+            .ok_or_else(|| BertError::Input(format!("no linear layer named `{name}`")))?;
+        l.attn_out.weight *= &scales.insert_axis(Axis(0));
+        l.attn_out.kernel = None;
+        let mut rows = l.qkv.weight.slice_mut(s![2 * h..3 * h, ..]);
+        rows /= &scales.insert_axis(Axis(1));
+        let mut bias = l.qkv.bias.slice_mut(s![2 * h..3 * h]);
+        bias /= &scales;
+        l.qkv.kernel = None;
+        Ok(producer)
     }
 }

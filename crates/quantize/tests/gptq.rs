@@ -256,3 +256,42 @@ fn bad_input_is_an_error() {
     assert!(Hessian::new(m, 1).is_err());
     assert!(Gptq::new().damp(f64::NAN).check().is_err());
 }
+
+mod sparse_gpt {
+    use super::*;
+    use modelopt_quantize::gptq::Sparsity;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Any shape, N:M and block size: every group of M has exactly N zeros (the kept
+        /// weights of random data are never exactly 0), and unstructured pruning takes
+        /// floor(p * rows * block) per block.
+        #[test]
+        fn sparsity_structure_holds(
+            rows in 1usize..9,
+            groups in 1usize..12,
+            (n, m) in prop_oneof![Just((1usize, 2usize)), Just((2, 4)), Just((1, 4)), Just((3, 8))],
+            block in 1usize..40,
+            p in 0.0f64..0.95,
+            seed in 0u64..1000,
+        ) {
+            let cols = groups * m;
+            let (w, x) = problem(rows, cols, 3 * cols, seed);
+            let h = hessian(&x);
+            let g = Gptq::new().block_size(block).check().unwrap();
+            let out = g.prune(&w, &h, Sparsity::NM { n, m }).unwrap();
+            for row in out.weights.rows() {
+                for group in row.to_vec().chunks(m) {
+                    prop_assert_eq!(group.iter().filter(|v| **v == 0.0).count(), n);
+                }
+            }
+            let out = g.prune(&w, &h, Sparsity::Unstructured(p)).unwrap();
+            let want: usize = (0..cols)
+                .step_by(block)
+                .map(|c| (p * (rows * (block.min(cols - c))) as f64).floor() as usize)
+                .sum();
+            prop_assert_eq!(out.pruned, want);
+        }
+    }
+}

@@ -8,6 +8,9 @@
 //!    [`UniformQuantized`](crate::UniformQuantized)) or to GGML Q4_0 / Q8_0 blocks
 //!    ([`CheckedGptq::quantize_ggml`]).
 //!
+//! The same sweep with a mask instead of a grid is SparseGPT ([`CheckedGptq::prune`],
+//! [`Sparsity`]): pruning that updates the kept weights.
+//!
 //! The algorithm follows the reference implementation (IST-DASLab `gptq.py`, `fasterquant`):
 //!
 //! - **Dead columns**: an input feature with `H_jj = 0` gets `H_jj = 1` and its weights are
@@ -64,7 +67,11 @@ mod cholesky;
 mod grid;
 mod hessian;
 mod solver;
+mod sparse;
+#[cfg(test)]
+mod test_util;
 
 pub use grid::GptqTarget;
 pub use hessian::{Hessian, HessianAccumulator};
 pub use solver::{CheckedGptq, Gptq, GptqOutput, GptqReport};
+pub use sparse::{SparseOutput, Sparsity};

@@ -136,6 +136,11 @@ impl CheckedGptq {
         self.0.block_size
     }
 
+    /// Whether columns are visited in activation order.
+    pub fn act_order_enabled(&self) -> bool {
+        self.0.act_order
+    }
+
     /// GPTQ of `w` (`[out, in]`) to a uniform scheme. Errors on a non-finite weight, a
     /// Hessian whose order is not `in`, an unsupported granularity (see [`GptqTarget`]), a
     /// group size that does not divide `in`, or a Hessian that stays indefinite after the
@@ -205,7 +210,7 @@ impl CheckedGptq {
     /// The processing order (a permutation of the columns), the dampened, permuted Hessian's
     /// inverse upper factor, the permuted weights (transposed: one row per column) and the
     /// report's dampening fields.
-    fn prepare(&self, w: &ArrayRef2<f32>, hessian: &Hessian) -> Result<Prepared> {
+    pub(super) fn prepare(&self, w: &ArrayRef2<f32>, hessian: &Hessian) -> Result<Prepared> {
         let (rows, cols) = w.dim();
         if rows == 0 || cols == 0 {
             return Err(CoreError::Empty {
@@ -351,15 +356,18 @@ impl CheckedGptq {
     }
 }
 
-struct Prepared {
-    perm: Vec<usize>,
-    u: Array2<f64>,
-    wt: Array2<f64>,
-    report: GptqReport,
+pub(super) struct Prepared {
+    pub(super) perm: Vec<usize>,
+    /// Upper Cholesky factor of the dampened (permuted) Hessian's inverse.
+    pub(super) u: Array2<f64>,
+    /// The (permuted) weights transposed, `[in, out]`, dead columns zeroed.
+    pub(super) wt: Array2<f64>,
+    pub(super) report: GptqReport,
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{gauss_jordan_inverse, hessian, max_rel, problem};
     use super::*;
     use crate::QuantScheme;
 
@@ -426,61 +434,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn gauss_jordan_inverse(a: &Array2<f64>) -> Array2<f64> {
-        let n = a.nrows();
-        let mut m = a.clone();
-        let mut inv = Array2::<f64>::eye(n);
-        for i in 0..n {
-            let p = m[[i, i]];
-            for j in 0..n {
-                m[[i, j]] /= p;
-                inv[[i, j]] /= p;
-            }
-            for r in 0..n {
-                if r != i {
-                    let f = m[[r, i]];
-                    for j in 0..n {
-                        m[[r, j]] -= f * m[[i, j]];
-                        inv[[r, j]] -= f * inv[[i, j]];
-                    }
-                }
-            }
-        }
-        inv
-    }
-
-    fn problem(rows: usize, cols: usize, tokens: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
-        let mut s = seed;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
-        let w = Array2::from_shape_fn((rows, cols), |_| next());
-        let z = Array2::from_shape_fn((tokens, cols), |_| next());
-        let mix = Array2::from_shape_fn(
-            (cols, cols),
-            |(i, j)| {
-                if i == j { 1.0 } else { 0.3 * next() }
-            },
-        );
-        (w, z.dot(&mix))
-    }
-
-    fn hessian(x: &Array2<f32>) -> Hessian {
-        let mut acc = super::super::HessianAccumulator::new(x.ncols());
-        acc.add_batch(x).unwrap();
-        acc.finish().unwrap()
-    }
-
-    fn max_rel(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
-        let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(b)
-            .fold(0f64, |m, (&x, &y)| m.max((f64::from(x) - y).abs() / scale))
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! # modelopt-calibrate
 //!
 //! Calibration with data for a BERT encoder ([`modelopt_bert::BertModel`], e.g.
-//! all-MiniLM-L6-v2): the algorithms of `modelopt-quantize` (GPTQ, importance-weighted GGML
-//! quantization) fed with the inputs of every linear layer while the model runs on calibration
-//! text.
+//! all-MiniLM-L6-v2): the algorithms of `modelopt-quantize` (GPTQ, AWQ, importance-weighted GGML
+//! quantization; SparseGPT pruning with [`SparseGptPruner`]) fed with the inputs of every
+//! linear layer while the model runs on calibration text.
 //!
 //! Sequential, as GPTQ's reference does it for transformers: the token states of all
 //! calibration batches are kept between layers; for each encoder layer, (1) the layer runs on
@@ -32,8 +32,10 @@
 
 use std::collections::BTreeMap;
 
+mod prune;
 mod sequential;
 
+pub use prune::{PrunedTensor, Pruning, SparseGptPruner};
 pub use sequential::{LayerInputs, layer_by_layer};
 
 use modelopt_bert::{BATCH_SENTENCES, BertError, BertModel, SentenceTokenizer, TokenBatch};

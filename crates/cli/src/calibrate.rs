@@ -76,16 +76,7 @@ pub fn run(
     };
     let start = Instant::now();
     let enc = SentenceEncoder::with_weights(dir, input).map_err(|e| failure(dir, e.to_string()))?;
-    let all = std::fs::read_to_string(text)
-        .map_err(|e| failure(text, format!("cannot read the calibration text: {e}")))?;
-    let lines: Vec<&str> = all
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(args.samples.unwrap_or(usize::MAX))
-        .collect();
-    if lines.is_empty() {
-        return Err(failure(text, "no calibration text (no non-empty line)"));
-    }
+    let lines = crate::text::calibration_text(text, args.samples)?;
     let b = batches(enc.tokenizer(), &lines).map_err(|e| failure(text, e.to_string()))?;
     let mut model = enc.model().clone();
     // The pool set up by --threads (all cores by default).

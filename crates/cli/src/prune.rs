@@ -12,15 +12,18 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use clap::ValueEnum;
+use modelopt_calibrate::PrunedTensor;
 use modelopt_io::{
-    Checkpoint, DType, SafetensorsFile, SafetensorsWriter, TensorInfo, decode_f32, same_file,
+    Checkpoint, DType, SafetensorsFile, SafetensorsWriter, TensorInfo, decode_f32, encode_f32,
+    same_file,
 };
 use modelopt_prune::shrink::{CouplingSpec, Shrinker};
 use modelopt_prune::{
-    Amount, HalfFormat, Mask, Norm, PruneError, Pruner, Scope, Structure, criterion_by_name,
-    prune_magnitude_in_place, prune_magnitude_in_place_half, select_channel_bytes,
-    zero_pruned_bytes,
+    Amount, HalfFormat, L1Magnitude, Mask, Norm, PruneError, Pruner, Scope, Structure, WandaByName,
+    criterion_by_name, prune_magnitude_in_place, prune_magnitude_in_place_half,
+    select_channel_bytes, zero_pruned_bytes,
 };
+use modelopt_quantize::gptq::Sparsity;
 use modelopt_tensor_core::Par;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
@@ -43,6 +46,11 @@ pub enum CriterionArg {
     /// Wanda: |w| times the L2 norm of the weight's input feature over calibration text
     /// (needs --calibrate and --text; prunes the linear layers whose inputs were seen).
     Wanda,
+    /// SparseGPT: prunes each linear layer and updates its kept weights to make up for the
+    /// pruned ones on the calibration inputs, layer after layer (needs --calibrate and --text;
+    /// unstructured with a fractional --amount, or N:M).
+    #[value(name = "sparsegpt")]
+    SparseGpt,
 }
 
 /// The scopes of `--scope`.
@@ -132,11 +140,11 @@ pub struct PruneArgs {
     /// Print the report as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
-    /// With --criterion wanda: the model folder (config.json, tokenizer.json) of the input, a
-    /// BERT encoder such as all-MiniLM-L6-v2.
+    /// With --criterion wanda or sparsegpt: the model folder (config.json, tokenizer.json) of
+    /// the input, a BERT encoder such as all-MiniLM-L6-v2.
     #[arg(long, value_name = "MODEL_DIR", requires = "text")]
     pub calibrate: Option<PathBuf>,
-    /// With --criterion wanda: calibration text, one sentence per line.
+    /// With --criterion wanda or sparsegpt: calibration text, one sentence per line.
     #[arg(long, value_name = "FILE", requires = "calibrate")]
     pub text: Option<PathBuf>,
     /// Use the first N lines of --text (default: all).
@@ -151,6 +159,7 @@ impl CriterionArg {
             CriterionArg::L2 => "l2",
             CriterionArg::Random => "random",
             CriterionArg::Wanda => "wanda",
+            CriterionArg::SparseGpt => "sparsegpt",
         }
     }
 }
@@ -252,27 +261,104 @@ pub fn run(args: &PruneArgs) -> CliResult<()> {
             ));
         }
     };
-    let wanda = match (args.criterion, &args.calibrate, &args.text) {
-        (CriterionArg::Wanda, Some(dir), Some(text)) => {
-            if spec.is_some() {
+    let calibrated = matches!(
+        args.criterion,
+        CriterionArg::Wanda | CriterionArg::SparseGpt
+    );
+    let (Some(dir), Some(text)) = (&args.calibrate, &args.text) else {
+        if calibrated {
+            return Err(usage(format!(
+                "--criterion {} needs --calibrate MODEL_DIR --text FILE",
+                args.criterion.name()
+            )));
+        }
+        return prune_file(
+            args, file, &quantized, spec, amount, structure, norm, None, start,
+        );
+    };
+    if !calibrated {
+        return Err(usage(
+            "--calibrate works with --criterion wanda or sparsegpt".into(),
+        ));
+    }
+    if spec.is_some() {
+        return Err(usage(format!(
+            "--criterion {} does not work with --shrink",
+            args.criterion.name()
+        )));
+    }
+    let by_calibration = if args.criterion == CriterionArg::Wanda {
+        Calibrated::Wanda(crate::wanda::criterion(
+            dir,
+            text,
+            args.samples,
+            &args.input,
+        )?)
+    } else {
+        let sparsity = match (structure, amount) {
+            (Structure::Unstructured, Amount::Fraction(p)) if args.scope == ScopeArg::Tensor => {
+                Sparsity::Unstructured(p)
+            }
+            // modelopt's N:M keeps N of every M; SparseGPT's counts the pruned ones.
+            (Structure::NM { n, m }, _) if n < m => Sparsity::NM { n: m - n, m },
+            _ => {
                 return Err(usage(
-                    "--criterion wanda does not work with --shrink".into(),
+                    "--criterion sparsegpt prunes per tensor, unstructured with a fractional --amount (0.5) or N:M (--structure 2:4)".into(),
                 ));
             }
-            Some(crate::wanda::criterion(
-                dir,
-                text,
-                args.samples,
-                &args.input,
-            )?)
-        }
-        (CriterionArg::Wanda, _, _) => {
-            return Err(usage(
-                "--criterion wanda needs --calibrate MODEL_DIR --text FILE".into(),
-            ));
-        }
-        _ => None,
+        };
+        Calibrated::SparseGpt(crate::wanda::sparsegpt(
+            dir,
+            text,
+            args.samples,
+            &args.input,
+            sparsity,
+        )?)
     };
+    prune_file(
+        args,
+        file,
+        &quantized,
+        None,
+        amount,
+        structure,
+        norm,
+        Some(&by_calibration),
+        start,
+    )
+}
+
+/// What calibration gave the pruning.
+enum Calibrated {
+    /// Wanda's criterion per linear weight.
+    Wanda(WandaByName),
+    /// SparseGPT's pruned weights by name.
+    SparseGpt(BTreeMap<String, PrunedTensor>),
+}
+
+impl Calibrated {
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Calibrated::Wanda(w) => w.contains(name),
+            Calibrated::SparseGpt(t) => t.contains_key(name),
+        }
+    }
+}
+
+/// Prunes `file` (after the options were checked) and reports.
+#[allow(clippy::too_many_arguments)]
+fn prune_file(
+    args: &PruneArgs,
+    file: &SafetensorsFile,
+    quantized: &HashSet<String>,
+    spec: Option<CouplingSpec>,
+    amount: Amount,
+    structure: Structure,
+    norm: Norm,
+    calibrated: Option<&Calibrated>,
+    start: Instant,
+) -> CliResult<()> {
+    let usage = |m: String| CliError::Usage(m);
     let criterion = || criterion_by_name(args.criterion.name(), args.seed);
     let rows = match spec {
         Some(spec) => {
@@ -284,13 +370,15 @@ pub fn run(args: &PruneArgs) -> CliResult<()> {
                     .multiple_of(m)
                     .map_err(|e| usage(format!("--multiple-of: {e}")))?;
             }
-            let (rows, groups) = shrink(args, file, &quantized, &spec, &shrinker)?;
+            let (rows, groups) = shrink(args, file, quantized, &spec, &shrinker)?;
             report_shrink(args, &rows, &groups, start.elapsed().as_secs_f64());
             return Ok(());
         }
         None => {
-            let pruner = match &wanda {
-                Some(w) => Pruner::boxed(Box::new(w.clone())),
+            let pruner = match calibrated {
+                Some(Calibrated::Wanda(w)) => Pruner::boxed(Box::new(w.clone())),
+                // Unused: the weights come pruned.
+                Some(Calibrated::SparseGpt(_)) => Pruner::boxed(Box::new(L1Magnitude)),
                 None => Pruner::boxed(criterion().map_err(|e| prune_error(&args.input, e))?),
             }
             .amount(amount)
@@ -298,21 +386,25 @@ pub fn run(args: &PruneArgs) -> CliResult<()> {
             let plans: Vec<Plan> = file
                 .tensors()
                 .iter()
-                .map(|t| match &wanda {
-                    Some(w) if !w.contains(&t.name) => {
+                .map(|t| match calibrated {
+                    Some(c) if !c.contains(&t.name) => {
                         Plan::Copy("no calibration inputs (not a linear layer's weight)".into())
                     }
-                    _ => plan(t, &quantized, structure, &args.keep),
+                    _ => plan(t, quantized, structure, &args.keep),
                 })
                 .collect();
             check_count(args, file.tensors(), &plans, amount, structure)?;
             // L1/L2 magnitude, unstructured, per tensor: pruned in the read buffer, no mask.
+            let reconstructed = match calibrated {
+                Some(Calibrated::SparseGpt(t)) => Some(t),
+                _ => None,
+            };
             let in_place = (matches!(args.criterion, CriterionArg::L1 | CriterionArg::L2)
                 && structure == Structure::Unstructured
                 && args.scope == ScopeArg::Tensor
                 && cfg!(target_endian = "little"))
             .then_some(amount);
-            mask_and_write(args, file, &plans, &pruner, in_place)?
+            mask_and_write(args, file, &plans, &pruner, in_place, reconstructed)?
         }
     };
     report(args, &rows, structure, start.elapsed().as_secs_f64());
@@ -519,6 +611,7 @@ fn mask_and_write(
     plans: &[Plan],
     pruner: &Pruner,
     in_place: Option<Amount>,
+    reconstructed: Option<&BTreeMap<String, PrunedTensor>>,
 ) -> CliResult<Vec<Row>> {
     let path = &args.input;
     let tensors = file.tensors();
@@ -615,6 +708,34 @@ fn mask_and_write(
                     Plan::Copy(why) => {
                         row.note = format!("copied: {why}");
                         None
+                    }
+                    Plan::Prune if reconstructed.is_some_and(|r| r.contains_key(&t.name)) => {
+                        let p = &reconstructed.expect("checked")[&t.name]; // ok: guard
+                        decode_into(path, t, raw, &mut x)?;
+                        let before = count_zeros(&x);
+                        let values = p.weights.as_slice().ok_or_else(|| {
+                            failure(path, format!("tensor `{}`: weights not contiguous", t.name))
+                        })?;
+                        if values.len() != x.len() {
+                            return Err(failure(
+                                path,
+                                format!(
+                                    "tensor `{}`: SparseGPT gave {} values for {}",
+                                    t.name,
+                                    values.len(),
+                                    x.len()
+                                ),
+                            ));
+                        }
+                        let out = encode_f32(t.dtype, values)
+                            .map_err(|e| failure(path, format!("tensor `{}`: {e}", t.name)))?;
+                        file.release(&t.name)?;
+                        row.zeros = Some((before, count_zeros(values)));
+                        row.note = format!(
+                            "SparseGPT (dampening {}, {} dead columns)",
+                            p.report.damp, p.report.dead_columns
+                        );
+                        Some(Buf::Bytes(out))
                     }
                     Plan::Prune if in_place.is_some() && !global.contains_key(&t.name) => {
                         let amount = in_place.unwrap_or(Amount::Fraction(0.0)); // ok: is_some

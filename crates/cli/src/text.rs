@@ -48,6 +48,17 @@ pub fn sentences(path: Option<&Path>) -> CliResult<Sentences> {
     Ok(Sentences { texts, lines, name })
 }
 
+/// The calibration text of `--text FILE [--samples N]`: the first `samples` non-blank lines
+/// (all by default). Errors on an unreadable or empty file.
+pub fn calibration_text(path: &Path, samples: Option<usize>) -> CliResult<Vec<String>> {
+    let mut s = sentences(Some(path))?.texts;
+    s.truncate(samples.unwrap_or(usize::MAX));
+    if s.is_empty() {
+        return Err(failure(path, "no calibration text (--samples 0)"));
+    }
+    Ok(s)
+}
+
 /// Tells on stderr which sentences (by file line) were cut to the model's length.
 pub fn warn_truncated(s: &Sentences, truncated: &[usize], max_tokens: usize) {
     let name = &s.name;

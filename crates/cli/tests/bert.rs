@@ -322,3 +322,52 @@ fn token_embedding_type_applies_to_the_word_embeddings_only() {
     assert!(err.contains("--token-embedding-type"), "{err}");
     assert!(!gguf.exists());
 }
+
+/// `prune --criterion sparsegpt` writes the library's pruned weights: 2:4 in every group of
+/// every linear layer, the kept weights reconstructed (not the input's), the rest copied.
+#[test]
+fn sparsegpt_prunes_linear_layers_with_reconstruction() {
+    use modelopt_io::Checkpoint;
+
+    let dir = temp_dir("sparsegpt");
+    let lines: Vec<&str> = LINES.iter().copied().filter(|l| !l.is_empty()).collect();
+    let text = text_file(&dir, &lines);
+    let input = tiny().join("model.safetensors");
+    let out = dir.join("sg.safetensors");
+    ok(&[
+        "prune",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--criterion",
+        "sparsegpt",
+        "--structure",
+        "2:4",
+        "--calibrate",
+        tiny().to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+    ]);
+    let a = Checkpoint::open(&input).unwrap();
+    let b = Checkpoint::open(&out).unwrap();
+    let mut linear = 0;
+    for t in a.tensors() {
+        let name = &t.info.name;
+        let (x, y) = (a.tensor_f32(name).unwrap(), b.tensor_f32(name).unwrap());
+        let is_linear = name.starts_with("encoder.") && name.ends_with("dense.weight")
+            || name.contains("attention.self.") && name.ends_with(".weight");
+        if !is_linear {
+            assert_eq!(x, y, "{name} changed");
+            continue;
+        }
+        linear += 1;
+        let y: Vec<f32> = y.iter().copied().collect();
+        for g in y.chunks(4) {
+            assert!(g.iter().filter(|v| **v == 0.0).count() >= 2, "{name}");
+        }
+        // Some kept weight moved: the reconstruction, not a mask.
+        let moved = x.iter().zip(&y).any(|(p, q)| *q != 0.0 && p != q);
+        assert!(moved, "{name}: kept weights unchanged");
+    }
+    assert_eq!(linear, 12); // 2 layers x (q, k, v, attention output, intermediate, output)
+}

@@ -92,5 +92,57 @@ fn calibration_misuse_is_an_error_and_writes_nothing() {
     assert_eq!(code, 1);
     assert!(err.contains("no-such-model-dir"), "{err}");
 
+    // SparseGPT: needs calibration; prunes per tensor, unstructured by a fraction or N:M.
+    let sg = |extra: &[&str]| {
+        let mut a = vec!["prune", m, "-o", o, "--criterion", "sparsegpt"];
+        a.extend_from_slice(extra);
+        status_and_err(&a)
+    };
+    let (code, err) = sg(&["--amount", "0.5"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--calibrate"), "{err}");
+    for bad in [
+        &["--amount", "10", "--calibrate", md, "--text", t][..],
+        &[
+            "--amount",
+            "0.5",
+            "--scope",
+            "global",
+            "--calibrate",
+            md,
+            "--text",
+            t,
+        ][..],
+        &[
+            "--amount",
+            "0.5",
+            "--structure",
+            "channels",
+            "--calibrate",
+            md,
+            "--text",
+            t,
+        ][..],
+    ] {
+        let (code, err) = sg(bad);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains("sparsegpt"), "{err}");
+    }
+    // --calibrate with a criterion that does not use it.
+    let (code, err) = status_and_err(&[
+        "prune",
+        m,
+        "-o",
+        o,
+        "--amount",
+        "0.5",
+        "--calibrate",
+        md,
+        "--text",
+        t,
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("wanda or sparsegpt"), "{err}");
+
     assert_eq!(files_in(&dir), ["model.safetensors", "text.txt"]);
 }

@@ -271,6 +271,41 @@ pub fn decode_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// The little-endian bytes of `values` stored as `dtype` (F64, F32, F16 or BF16; the half types
+/// round to nearest even): the inverse of [`decode_f32`] up to that rounding. Errors on another
+/// dtype.
+///
+/// ```
+/// use modelopt_io::{DType, decode_f32, encode_f32};
+/// let b = encode_f32(DType::BF16, &[1.5, -2.0])?;
+/// let mut back = [0.0f32; 2];
+/// decode_f32(DType::BF16, &b, &mut back)?;
+/// assert_eq!(back, [1.5, -2.0]);
+/// # Ok::<(), modelopt_io::IoError>(())
+/// ```
+pub fn encode_f32(dtype: DType, values: &[f32]) -> Result<Vec<u8>> {
+    Ok(match dtype {
+        DType::F32 => f32_to_bytes(values),
+        DType::F16 => values
+            .iter()
+            .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+            .collect(),
+        DType::BF16 => values
+            .iter()
+            .flat_map(|&x| bf16::from_f32(x).to_le_bytes())
+            .collect(),
+        DType::F64 => values
+            .iter()
+            .flat_map(|&x| f64::from(x).to_le_bytes())
+            .collect(),
+        other => {
+            return Err(IoError::Usage(format!(
+                "encode_f32: {other} is not a plain float type"
+            )));
+        }
+    })
+}
+
 /// The little-endian bytes of `values` as f32.
 ///
 /// ```

@@ -50,7 +50,7 @@ pub use checkpoint::{Checkpoint, CheckpointTensor, FileFormat};
 pub use codebook_layout::{
     ABSMAX_CODE_SUFFIX, ABSMAX_OFFSET_SUFFIX, ABSMAX_SUFFIX, ABSMAX2_SUFFIX, CODEBOOK_SUFFIX,
 };
-pub use dtype::{DType, decode_f32, element_count, f32_to_bytes};
+pub use dtype::{DType, decode_f32, element_count, encode_f32, f32_to_bytes};
 pub use error::{IoError, Result};
 pub use gguf_reader::{GGUF_DEFAULT_ALIGNMENT, GgufFile};
 pub use gguf_value::{GgufType, GgufValue};

@@ -107,6 +107,12 @@ fn options() -> Result<Options, Error> {
         }
         i += 1;
     }
+    if o.mixup && o.hint_weight > 0.0 && o.hint_epochs == 0 {
+        // The mixup loop trains on KD alone; a joint hint would be silently dropped.
+        return Err(
+            "--mixup does not combine with joint hints: add --hint-epochs N (stage-wise)".into(),
+        );
+    }
     Ok(o)
 }
 

@@ -361,7 +361,7 @@ fn sparsegpt_prunes_linear_layers_with_reconstruction() {
             continue;
         }
         linear += 1;
-        let y: Vec<f32> = y.iter().copied().collect();
+        let y: Vec<f32> = y.to_vec();
         for g in y.chunks(4) {
             assert!(g.iter().filter(|v| **v == 0.0).count() >= 2, "{name}");
         }

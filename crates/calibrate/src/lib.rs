@@ -7,7 +7,7 @@
 //!
 //! Sequential, as GPTQ's reference does it for transformers: the token states of all
 //! calibration batches are kept between layers; for each encoder layer, (1) the layer runs on
-//! them with an [`ActivationHook`] accumulating the input statistics of its linear layers
+//! them with an [`ActivationHook`](modelopt_bert::ActivationHook) accumulating the input statistics of its linear layers
 //! (one [`HessianAccumulator`] per distinct input: query, key and value share theirs), (2) its
 //! linear weights are quantized against those statistics and replaced in the model by what the
 //! stored tensors decode to, (3) the quantized layer runs again to give the next layer its

@@ -39,6 +39,7 @@
 //! Layers built on these kernels (`QuantizedLinear`, `QuantizedMlp`) live in the `modelopt`
 //! facade, which composes them with the network and file crates.
 
+mod aligned;
 mod act;
 mod blocks;
 mod epilogue;

@@ -20,6 +20,7 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+use crate::aligned::Aligned;
 use half::f16;
 use modelopt_quantize::ggml::{
     BlockIQ4_NL, BlockQ4_0, BlockQ4_K, BlockQ8_0, GgmlType, KVALUES_IQ4NL,
@@ -122,7 +123,7 @@ pub struct PackedBlocks {
     format: BlockFormat,
     n: usize,
     k: usize,
-    data: Vec<u8>,
+    data: Aligned<u8>,
 }
 
 /// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j`.
@@ -188,20 +189,20 @@ impl PackedBlocks {
                 ),
             ));
         }
-        let data = vec![0u8; n.div_ceil(PR) * (k / bs) * format.record_bytes()];
+        let data = Aligned::zeroed(n.div_ceil(PR) * (k / bs) * format.record_bytes());
         Ok(PackedBlocks { format, n, k, data })
     }
 
     fn record_mut(&mut self, p: usize, b: usize) -> &mut [u8] {
         let rb = self.format.record_bytes();
         let nb = self.k / self.format.block_size();
-        &mut self.data[(p * nb + b) * rb..(p * nb + b + 1) * rb]
+        &mut self.data.as_mut_slice()[(p * nb + b) * rb..(p * nb + b + 1) * rb]
     }
 
     fn record(&self, p: usize, b: usize) -> &[u8] {
         let rb = self.format.record_bytes();
         let nb = self.k / self.format.block_size();
-        &self.data[(p * nb + b) * rb..(p * nb + b + 1) * rb]
+        &self.data.as_slice()[(p * nb + b) * rb..(p * nb + b + 1) * rb]
     }
 
     /// Repacks GGML rows (`n` rows of `k` values, `ty` Q8_0, Q4_0, IQ4_NL or Q4_K, as
@@ -490,7 +491,7 @@ impl PackedBlocks {
         let nb = self.k / self.format.block_size();
         let rb = self.format.record_bytes();
         let tiles = par.map_range(n.div_ceil(PR), |p| {
-            let panel = &self.data[p * nb * rb..(p + 1) * nb * rb];
+            let panel = &self.data.as_slice()[p * nb * rb..(p + 1) * nb * rb];
             let mut vals = vec![0f32; m * PR];
             for (i, v) in vals.chunks_exact_mut(PR).enumerate() {
                 let (codes, scales, sums) = q.row(i);

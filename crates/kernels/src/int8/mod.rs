@@ -14,6 +14,7 @@ mod x86;
 
 use modelopt_tensor_core::Par;
 
+use crate::aligned::Aligned;
 use crate::error::{invalid, shape};
 use crate::{Isa, KernelError, Result};
 
@@ -47,7 +48,7 @@ pub struct PackedI8 {
     n: usize,
     k: usize,
     groups: usize,
-    data: Vec<i8>,
+    data: Aligned<i8>,
     /// `[chunks][panels * 64]`: row sums of each K chunk.
     row_sums: Vec<i32>,
 }
@@ -66,7 +67,8 @@ impl PackedI8 {
         }
         let groups = k.div_ceil(4);
         let panels = n.div_ceil(NR);
-        let mut data = vec![0i8; panels * groups * 4 * NR];
+        let mut packed = Aligned::zeroed(panels * groups * 4 * NR);
+        let data = packed.as_mut_slice();
         for (r, row) in w.chunks_exact(k).enumerate() {
             let (p, rr) = (r / NR, r % NR);
             for (c, &v) in row.iter().enumerate() {
@@ -84,7 +86,7 @@ impl PackedI8 {
             n,
             k,
             groups,
-            data,
+            data: packed,
             row_sums,
         })
     }
@@ -110,7 +112,9 @@ impl PackedI8 {
         for r in 0..self.n {
             let (p, rr) = (r / NR, r % NR);
             out.extend(
-                (0..self.k).map(|c| self.data[(p * self.groups + c / 4) * 4 * NR + rr * 4 + c % 4]),
+                (0..self.k).map(|c| {
+                    self.data.as_slice()[(p * self.groups + c / 4) * 4 * NR + rr * 4 + c % 4]
+                }),
             );
         }
         out
@@ -122,7 +126,7 @@ impl PackedI8 {
 
     fn panel(&self, p: usize) -> &[i8] {
         let len = self.groups * 4 * NR;
-        &self.data[p * len..(p + 1) * len]
+        &self.data.as_slice()[p * len..(p + 1) * len]
     }
 }
 

@@ -17,7 +17,8 @@
 //! shifted) which the student fits to the teacher's logits alone (alpha 0, computed on the fly),
 //! next to the usual KD loss on the batch itself.
 //!
-//! Every setting tried is in docs/benchmarks.md ("Distillation with CNNs on MNIST").
+//! Every setting tried is in docs/benchmarks.md ("Distillation with CNNs on MNIST"); the best,
+//! `--alpha 0.5 --hint-weight 1 --hint-epochs 10`, beats the student from scratch by 0.48 points.
 //!
 //! Run: `cargo run --release --example distill_cnn [-- --json] [--seeds 5] [--epochs 30]
 //! [--teacher-epochs 25] [--temperature 4] [--alpha 0.1] [--width 8,16] [--max-shift 2]

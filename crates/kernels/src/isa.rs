@@ -21,12 +21,18 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512 F/BW with VNNI (`vpdpbusd`).
     Avx512Vnni,
+    /// x86-64 AMX-INT8 tiles (`tdpbusd`, Intel Sapphire Rapids and later) for the int8 product
+    /// on 16 or more activation rows; AVX-512 VNNI for everything else (GEMV, the block
+    /// kernels, row and K tails). Linux only (the tile state needs the kernel's permission).
+    Amx,
 }
 
 impl Isa {
     /// The fastest instruction set this CPU supports.
     pub fn best() -> Isa {
-        if Isa::Avx512Vnni.is_available() {
+        if Isa::Amx.is_available() {
+            Isa::Amx
+        } else if Isa::Avx512Vnni.is_available() {
             Isa::Avx512Vnni
         } else if Isa::Avx2.is_available() {
             Isa::Avx2
@@ -37,7 +43,7 @@ impl Isa {
 
     /// Every instruction set this CPU supports, portable first.
     pub fn available() -> Vec<Isa> {
-        [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni]
+        [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni, Isa::Amx]
             .into_iter()
             .filter(|i| i.is_available())
             .collect()
@@ -59,6 +65,8 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => crate::int8::amx::available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }

@@ -39,8 +39,8 @@
 //! Layers built on these kernels (`QuantizedLinear`, `QuantizedMlp`) live in the `modelopt`
 //! facade, which composes them with the network and file crates.
 
-mod aligned;
 mod act;
+mod aligned;
 mod blocks;
 mod epilogue;
 mod error;

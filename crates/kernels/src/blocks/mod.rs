@@ -525,7 +525,7 @@ fn panel_dot(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller checked that the CPU has AVX-512 F/BW/VNNI.
-        Isa::Avx512Vnni => unsafe {
+        Isa::Avx512Vnni | Isa::Amx => unsafe {
             x86::panel_avx512(format, panel, nb, codes, scales, sums, out)
         },
         #[cfg(target_arch = "x86_64")]

@@ -8,6 +8,8 @@
 //! [`gemm_i8`] (`i32` output) is exact whenever the result fits, which is guaranteed for
 //! `K <= 131071` (`|sum| <= K * 128 * 128`); a larger K is an [`KernelError::Overflow`] error.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod amx;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -111,11 +113,9 @@ impl PackedI8 {
         let mut out = Vec::with_capacity(self.n * self.k);
         for r in 0..self.n {
             let (p, rr) = (r / NR, r % NR);
-            out.extend(
-                (0..self.k).map(|c| {
-                    self.data.as_slice()[(p * self.groups + c / 4) * 4 * NR + rr * 4 + c % 4]
-                }),
-            );
+            out.extend((0..self.k).map(|c| {
+                self.data.as_slice()[(p * self.groups + c / 4) * 4 * NR + rr * 4 + c % 4]
+            }));
         }
         out
     }
@@ -153,21 +153,22 @@ fn panel_acc(isa: Isa, x: &U8Rows<'_>, w: &PackedI8, p: usize, acc: &mut [i64], 
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the caller checked that the CPU has the instruction set.
-                Isa::Avx512Vnni => unsafe {
-                    let mut i = 0;
-                    while i < m {
-                        let rows = (m - i).min(MR);
-                        let (xs, ts) = (&x.codes[i * stride..], &mut tile[i * NR..]);
-                        match rows {
-                            1 => x86::vnni::<1>(xs, stride, wp, kb, ke, ts),
-                            2 => x86::vnni::<2>(xs, stride, wp, kb, ke, ts),
-                            3 => x86::vnni::<3>(xs, stride, wp, kb, ke, ts),
-                            4 => x86::vnni::<4>(xs, stride, wp, kb, ke, ts),
-                            5 => x86::vnni::<5>(xs, stride, wp, kb, ke, ts),
-                            _ => x86::vnni::<MR>(xs, stride, wp, kb, ke, ts),
+                Isa::Avx512Vnni => unsafe { vnni_rows(x, 0..m, wp, kb, ke, tile) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above (AMX implies AVX-512 VNNI, see `amx::available`).
+                Isa::Amx => unsafe {
+                    // Whole 16-row blocks over whole 16-group steps in tiles; the rest
+                    // (rows below 16, a K tail) with VNNI. Integer sums: the split is exact.
+                    let full = m / amx::MR * amx::MR;
+                    let gs = g0 + (g1 - g0) / amx::GS * amx::GS;
+                    if kb == g0 && gs > g0 {
+                        for r in (0..full).step_by(amx::MR) {
+                            let (xs, ts) = (&x.codes[r * stride..], &mut tile[r * NR..]);
+                            amx::tiles(xs, stride, wp, g0, gs, ts);
                         }
-                        i += rows;
                     }
+                    vnni_rows(x, 0..full, wp, kb.max(gs), ke, tile);
+                    vnni_rows(x, full..m, wp, kb, ke, tile);
                 },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
@@ -190,6 +191,42 @@ fn panel_acc(isa: Isa, x: &U8Rows<'_>, w: &PackedI8, p: usize, acc: &mut [i64], 
                 *a += t as i64 - zp * s as i64;
             }
         }
+    }
+}
+
+/// The VNNI kernel over activation rows `rows`, groups `kb..ke`, in register blocks of `MR`.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW/VNNI.
+#[cfg(target_arch = "x86_64")]
+unsafe fn vnni_rows(
+    x: &U8Rows<'_>,
+    rows: std::ops::Range<usize>,
+    wp: &[i8],
+    kb: usize,
+    ke: usize,
+    tile: &mut [i32],
+) {
+    if kb >= ke {
+        return;
+    }
+    let stride = x.stride;
+    let mut i = rows.start;
+    while i < rows.end {
+        let n = (rows.end - i).min(MR);
+        let (xs, ts) = (&x.codes[i * stride..], &mut tile[i * NR..]);
+        // SAFETY: the caller guarantees the instruction set; the kernel checks its bounds.
+        unsafe {
+            match n {
+                1 => x86::vnni::<1>(xs, stride, wp, kb, ke, ts),
+                2 => x86::vnni::<2>(xs, stride, wp, kb, ke, ts),
+                3 => x86::vnni::<3>(xs, stride, wp, kb, ke, ts),
+                4 => x86::vnni::<4>(xs, stride, wp, kb, ke, ts),
+                5 => x86::vnni::<5>(xs, stride, wp, kb, ke, ts),
+                _ => x86::vnni::<MR>(xs, stride, wp, kb, ke, ts),
+            }
+        }
+        i += n;
     }
 }
 
@@ -371,6 +408,11 @@ mod tests {
             (7, 65, 513),
             (13, 129, 1030),
             (6, 64, 4),
+            // 16 rows and more: AMX tiles where the CPU has them, with row and K tails.
+            (16, 64, 64),
+            (17, 65, 100),
+            (33, 130, 2049),
+            (48, 64, 512),
         ] {
             let a: Vec<i8> = (0..m * k).map(|_| rng.random()).collect();
             let w: Vec<i8> = (0..n * k).map(|_| rng.random()).collect();
@@ -380,7 +422,7 @@ mod tests {
 
     #[test]
     fn extreme_inputs_are_exact() {
-        for &(m, n, k) in &[(1, 3, 4099), (7, 65, 2050)] {
+        for &(m, n, k) in &[(1, 3, 4099), (7, 65, 2050), (19, 70, 2112)] {
             for (av, wv) in [(-128i8, -128i8), (127, 127), (-128, 127), (127, -128)] {
                 check_all(&vec![av; m * k], &vec![wv; n * k], m, n, k);
             }
@@ -391,7 +433,7 @@ mod tests {
     fn long_rows_split_the_k_loop_in_i64() {
         // K past two chunks: all -128 x -128 sums to K * 2^14 > 2^31.
         let k = 2 * K_CHUNK + 5000;
-        let (m, n) = (2, 3);
+        let (m, n) = (17, 3); // 16 rows in tiles (where there is AMX), one with VNNI
         let mut a = vec![-128i8; m * k];
         a[k..]
             .iter_mut()
@@ -410,7 +452,7 @@ mod tests {
     #[test]
     fn same_result_for_any_thread_count() {
         let mut rng = StdRng::seed_from_u64(3);
-        let (m, n, k) = (5, 300, 200);
+        let (m, n, k) = (20, 300, 200);
         let a: Vec<i8> = (0..m * k).map(|_| rng.random()).collect();
         let w: Vec<i8> = (0..n * k).map(|_| rng.random()).collect();
         let packed = PackedI8::new(&w, n, k).unwrap();

@@ -29,6 +29,39 @@ struct Layer {
     out_ln: LayerNorm,
 }
 
+/// One of an encoder layer's products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Query, key and value fused.
+    Qkv,
+    /// The attention output projection.
+    AttnOut,
+    /// The feed-forward's first layer.
+    Inter,
+    /// The feed-forward's second layer.
+    Out,
+}
+
+impl Layer {
+    fn linear(&self, part: Part) -> &Linear {
+        match part {
+            Part::Qkv => &self.qkv,
+            Part::AttnOut => &self.attn_out,
+            Part::Inter => &self.inter,
+            Part::Out => &self.out,
+        }
+    }
+
+    fn linear_mut(&mut self, part: Part) -> &mut Linear {
+        match part {
+            Part::Qkv => &mut self.qkv,
+            Part::AttnOut => &mut self.attn_out,
+            Part::Inter => &mut self.inter,
+            Part::Out => &mut self.out,
+        }
+    }
+}
+
 /// A BERT encoder (Hugging Face `BertModel` without the pooler): embeddings (word + position +
 /// token type, LayerNorm), `num_hidden_layers` layers of multi-head self-attention and GELU
 /// feed-forward with residual LayerNorms.

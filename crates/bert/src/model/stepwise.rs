@@ -4,7 +4,9 @@
 use modelopt_tensor_core::Par;
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis, s};
 
-use super::BertModel;
+use std::ops::Range;
+
+use super::{BertModel, Part};
 use crate::{ActivationHook, BertError, Result, TokenBatch};
 
 impl BertModel {
@@ -62,25 +64,40 @@ impl BertModel {
         self.layer(layer, x, batch, par, hook)
     }
 
-    /// The weight `[out, in]` of the linear layer with checkpoint name `name` (one of
-    /// [`linear_names`](Self::linear_names)).
-    pub fn linear_weight(&self, name: &str) -> Result<ArrayView2<'_, f32>> {
+    /// Where linear layer `name` lives: its encoder layer, which of its products, and the rows
+    /// of that product's weight (query, key and value share one fused `[3H, H]` product).
+    fn locate(&self, name: &str) -> Result<(usize, Part, Range<usize>)> {
         let h = self.config.hidden_size;
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
             if let Some(k) = l.qkv_names.iter().position(|n| n == name) {
-                return Ok(l.qkv.weight.slice(s![k * h..(k + 1) * h, ..]));
+                return Ok((i, Part::Qkv, k * h..(k + 1) * h));
             }
-            for (n, lin) in [
-                (&l.attn_out_name, &l.attn_out),
-                (&l.inter_name, &l.inter),
-                (&l.out_name, &l.out),
+            for (n, part) in [
+                (&l.attn_out_name, Part::AttnOut),
+                (&l.inter_name, Part::Inter),
+                (&l.out_name, Part::Out),
             ] {
                 if n == name {
-                    return Ok(lin.weight.view());
+                    let rows = l.linear(part).weight.nrows();
+                    return Ok((i, part, 0..rows));
                 }
             }
         }
         Err(BertError::Input(format!("no linear layer named `{name}`")))
+    }
+
+    /// The weight `[out, in]` of the linear layer with checkpoint name `name` (one of
+    /// [`linear_names`](Self::linear_names)).
+    pub fn linear_weight(&self, name: &str) -> Result<ArrayView2<'_, f32>> {
+        let (l, part, rows) = self.locate(name)?;
+        Ok(self.layers[l].linear(part).weight.slice(s![rows, ..]))
+    }
+
+    /// The bias of the linear layer whose weight is `name` (one of
+    /// [`linear_names`](Self::linear_names)).
+    pub fn linear_bias(&self, name: &str) -> Result<ArrayView1<'_, f32>> {
+        let (l, part, rows) = self.locate(name)?;
+        Ok(self.layers[l].linear(part).bias.slice(s![rows]))
     }
 
     /// Replaces the weight of linear layer `name` (e.g. by its quantized-dequantized values);
@@ -99,50 +116,11 @@ impl BertModel {
                 "`{name}`: non-finite value at element {i}"
             )));
         }
-        let h = self.config.hidden_size;
-        for l in &mut self.layers {
-            if let Some(k) = l.qkv_names.iter().position(|n| n == name) {
-                l.qkv
-                    .weight
-                    .slice_mut(s![k * h..(k + 1) * h, ..])
-                    .assign(&w);
-                l.qkv.kernel = None;
-                return Ok(());
-            }
-            for (n, lin) in [
-                (&l.attn_out_name, &mut l.attn_out),
-                (&l.inter_name, &mut l.inter),
-                (&l.out_name, &mut l.out),
-            ] {
-                if n == name {
-                    lin.weight.assign(&w);
-                    lin.kernel = None;
-                    return Ok(());
-                }
-            }
-        }
-        Err(BertError::Input(format!("no linear layer named `{name}`")))
-    }
-
-    /// The bias of the linear layer whose weight is `name` (one of
-    /// [`linear_names`](Self::linear_names)).
-    pub fn linear_bias(&self, name: &str) -> Result<ArrayView1<'_, f32>> {
-        let h = self.config.hidden_size;
-        for l in &self.layers {
-            if let Some(k) = l.qkv_names.iter().position(|n| n == name) {
-                return Ok(l.qkv.bias.slice(s![k * h..(k + 1) * h]));
-            }
-            for (n, lin) in [
-                (&l.attn_out_name, &l.attn_out),
-                (&l.inter_name, &l.inter),
-                (&l.out_name, &l.out),
-            ] {
-                if n == name {
-                    return Ok(lin.bias.view());
-                }
-            }
-        }
-        Err(BertError::Input(format!("no linear layer named `{name}`")))
+        let (l, part, rows) = self.locate(name)?;
+        let lin = self.layers[l].linear_mut(part);
+        lin.weight.slice_mut(s![rows, ..]).assign(&w);
+        lin.kernel = None;
+        Ok(())
     }
 
     /// The linear layer whose output channels are, scaled per channel, the input channels of

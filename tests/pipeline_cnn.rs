@@ -84,6 +84,7 @@ fn cnn_pipeline_runs_every_stage_in_the_same_report() {
             "pruned 50% filters (L1, PerLayer) + KD fine-tune",
             "batch norm folded",
             "int4-g8 weights, int8 activations (static, simulated)",
+            "int4-g8 weights, int8 activation blocks (integer kernels)",
             "int8 weights, int8 activations (static, integer kernels)",
         ]
     );
@@ -110,25 +111,30 @@ fn cnn_pipeline_runs_every_stage_in_the_same_report() {
         let bytes = std::fs::read(path).unwrap();
         bytes.len() as u64 - 8 - u64::from_le_bytes(bytes[..8].try_into().unwrap())
     };
-    let (int8, f32_data) = (data(&row(6).path), data(&row(4).path));
+    let (int8, f32_data) = (data(&row(7).path), data(&row(4).path));
     assert!(int8 < f32_data, "{int8} vs {f32_data}");
-    assert!(row(5).bytes < row(6).bytes);
+    assert!(row(5).bytes < row(7).bytes);
+    let int4 = data(&row(6).path);
+    assert!(int4 < int8, "int4 file {int4} vs int8 {int8}");
     assert!(
         row(1).test_accuracy > 0.5,
         "student {}",
         row(1).test_accuracy
     );
-    assert!((row(6).test_accuracy - row(4).test_accuracy).abs() < 0.1);
-    // The int8 row runs in integers from its saved file; its simulation agrees.
-    assert_eq!(std::fs::metadata(&row(6).path).unwrap().len(), row(6).bytes);
-    let simulated = row(6)
-        .simulated_accuracy
-        .expect("the integer row carries its simulation");
-    assert!(
-        (row(6).test_accuracy - simulated).abs() <= 0.01,
-        "{} vs {simulated}",
-        row(6).test_accuracy
-    );
+    assert!((row(7).test_accuracy - row(4).test_accuracy).abs() < 0.1);
+    // The int4 and int8 rows run in integers from their saved files; their simulations agree.
+    for i in [6, 7] {
+        assert_eq!(std::fs::metadata(&row(i).path).unwrap().len(), row(i).bytes);
+        let simulated = row(i)
+            .simulated_accuracy
+            .expect("an integer row carries its simulation");
+        assert!(
+            (row(i).test_accuracy - simulated).abs() <= 0.01,
+            "{}: {} vs {simulated}",
+            row(i).stage,
+            row(i).test_accuracy
+        );
+    }
     assert!(report.macs_reduction() > 1.0);
     let table = report.to_table();
     assert!(table.contains("MACs") && table.contains("batch norm folded"));

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::Result;
 use crate::quantized::{Calibration, LinearScheme, QuantizedLayer, QuantizedSequential};
-use modelopt_kernels::Par;
+use modelopt_kernels::{BlockFormat, Par};
 
 /// Measures CNN stages on the test split against the teacher's test outputs.
 struct CnnEval<'a> {
@@ -89,24 +89,27 @@ impl CnnEval<'_> {
         )
     }
 
-    /// An int8 row run in integers: `q` saved to `path` (`QuantizedSequential::save`), read
-    /// back and measured through the integer kernels; the simulation `sim` of the same
-    /// quantization gives the `simulated_accuracy` column beside it.
+    /// A row run in integers: `q` saved to `path` (`QuantizedSequential::save`), read back and
+    /// measured through the integer kernels; `simulated` (the same quantization simulated in
+    /// f32, logits of the test inputs) gives the `simulated_accuracy` column beside it, and `net`
+    /// (the simulated network) its parameters and MACs.
+    #[allow(clippy::too_many_arguments)]
     fn integer_row(
         &self,
         stage: &str,
+        format: String,
         q: &QuantizedSequential,
-        sim: &QuantizedCnn,
+        net: &Sequential<f32>,
+        simulated: Array2<f32>,
         path: &Path,
         started: Instant,
     ) -> Result<StageReport> {
         let bytes = q.save(path)?;
         let loaded = QuantizedSequential::load(path)?;
-        let simulated = sim.predict(&self.inputs)?;
         let mut row = self.report(
             stage,
-            format!("{}+a8 (integer)", q_scheme_name(q)),
-            sim.network(),
+            format,
+            net,
             bytes,
             |x| loaded.predict(&x, Par::Seq),
             path,
@@ -171,8 +174,10 @@ impl Pipeline {
     /// image are computed once): distill -> prune filters -> fine-tune by distillation from the
     /// unpruned student -> fold batch norm -> int4 and int8 weights with int8 activations
     /// calibrated on the first training images. Every f32 model is written to `out_dir` (created
-    /// if missing) and measured as read back; the quantized rows count the bytes of their codes,
-    /// scales and biases. The datasets' inputs are rows of flattened images; `validation` is
+    /// if missing) and measured as read back. The int8 network (W8A8 static) and the int4 one
+    /// (weight-only, int8 activation blocks) run in integers from their saved
+    /// `QuantizedSequential` files, each beside its f32 simulation; int4 weights with static int8
+    /// activations are simulated only (their row counts the bytes of codes, scales and biases). The datasets' inputs are rows of flattened images; `validation` is
     /// checked but not used (CNN stages run a fixed number of epochs).
     ///
     /// Shape mismatches (teacher vs student, data vs networks) are errors naming what differs.
@@ -316,7 +321,8 @@ impl Pipeline {
         // 4. Static quantization: weights, then int8 activations calibrated on training images.
         let n = self.calibration_samples.min(train_x.nrows());
         let calibration = train_x.slice(s![..n, ..]);
-        // int4 weights: simulated (the first convolution's 9-value patches fit no 4-bit block).
+        // int4 weights with int8 static activations: simulated (the weight-only int4 kernels
+        // quantize activations per block at run time, not per tensor from a calibration).
         let int4 = WeightFormat::Int4Grouped {
             group_size: self.int4_group_size,
         };
@@ -330,6 +336,31 @@ impl Pipeline {
             int4,
             &q,
             &folded_path,
+            t0,
+        )?);
+        // The same int4 weights run in integers: weight-only kernels (int4 x int8 activation
+        // blocks), beside the weights simulated with f32 activations.
+        let t0 = Instant::now();
+        let q4 = QuantizedSequential::from_sequential(
+            &folded,
+            LinearScheme::WeightOnly(BlockFormat::Int4 {
+                group: self.int4_group_size,
+            }),
+            &calibration,
+            256,
+            Calibration::MinMax,
+        )?;
+        let simulated = q.network().predict(&eval.inputs)?;
+        report.stages.push(eval.integer_row(
+            &format!(
+                "{} weights, int8 activation blocks (integer kernels)",
+                int4.name()
+            ),
+            format!("{} (integer)", q_scheme_name(&q4)),
+            &q4,
+            q.network(),
+            simulated,
+            &file("student-int4"),
             t0,
         )?);
         // int8 weights and activations: run in integers (W8A8 static), beside its simulation.
@@ -347,10 +378,13 @@ impl Pipeline {
             256,
             Calibration::MinMax,
         )?;
+        let simulated = sim.predict(&eval.inputs)?;
         report.stages.push(eval.integer_row(
             "int8 weights, int8 activations (static, integer kernels)",
+            format!("{}+a8 (integer)", q_scheme_name(&q)),
             &q,
-            &sim,
+            sim.network(),
+            simulated,
             &file("student-w8a8"),
             t0,
         )?);

@@ -9,7 +9,7 @@ use modelopt_nn::Activation;
 use modelopt_quantize::ggml::GgmlType;
 use modelopt_tensor_core::CoreError;
 
-use super::linear::Weights;
+use super::linear::{Weights, int4_layout};
 use super::{LinearScheme, QuantizedLinear, QuantizedMlp};
 use crate::Result;
 
@@ -163,7 +163,12 @@ pub(crate) fn put_linear(
                     .chunks(2)
                     .map(|c| (c[0] as u8 & 15) | ((*c.get(1).unwrap_or(&0) as u8 & 15) << 4))
                     .collect();
-                add(p("weight"), DType::U8, vec![n, k.div_ceil(2)], nibbles);
+                add(
+                    p("weight"),
+                    DType::U8,
+                    vec![n, packed.cols().div_ceil(2)],
+                    nibbles,
+                );
                 let groups = scales.len() / n;
                 add(
                     p("weight_scale"),
@@ -240,22 +245,18 @@ pub(crate) fn get_linear(f: &SafetensorsFile, prefix: &str) -> Result<QuantizedL
                     PackedBlocks::from_ggml(ty, tensor(&p("weight"), DType::U8, &[n, row])?, n, k)?
                 }
                 (None, BlockFormat::Int4 { group }) => {
-                    if group == 0 || !k.is_multiple_of(group) {
-                        return Err(bad(
-                            &p("scheme"),
-                            format!("group {group} does not divide {k}"),
-                        ));
-                    }
-                    let bytes = tensor(&p("weight"), DType::U8, &[n, k.div_ceil(2)])?;
+                    let (kp, g) =
+                        int4_layout(k, group).map_err(|e| bad(&p("scheme"), e.to_string()))?;
+                    let bytes = tensor(&p("weight"), DType::U8, &[n, kp.div_ceil(2)])?;
                     let nib = |v: u8| ((v << 4) as i8) >> 4;
-                    let codes: Vec<i8> = (0..n * k)
+                    let codes: Vec<i8> = (0..n * kp)
                         .map(|e| {
                             let b = bytes[e / 2];
                             nib(if e % 2 == 0 { b & 15 } else { b >> 4 })
                         })
                         .collect();
-                    let scales = f32s(tensor(&p("weight_scale"), DType::F32, &[n, k / group])?);
-                    PackedBlocks::int4(&codes, &scales, n, k, group)?
+                    let scales = f32s(tensor(&p("weight_scale"), DType::F32, &[n, kp / g])?);
+                    PackedBlocks::int4(&codes, &scales, n, kp, g)?
                 }
                 _ => return Err(bad(&p("scheme"), "no loader for this format")),
             };
@@ -273,6 +274,7 @@ pub(crate) fn get_linear(f: &SafetensorsFile, prefix: &str) -> Result<QuantizedL
         }
     };
     let mut layer = QuantizedLinear {
+        in_features: k,
         scheme,
         weights,
         input,

@@ -8,7 +8,7 @@ use modelopt_nn::Dense;
 use modelopt_quantize::observer::Observer;
 use modelopt_quantize::{QuantScheme, ggml};
 use modelopt_tensor_core::CoreError;
-use ndarray::{Array2, ArrayRef2};
+use ndarray::{Array2, ArrayRef2, s};
 
 use crate::Result;
 
@@ -99,10 +99,38 @@ pub(crate) enum Weights {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizedLinear {
+    /// Inputs (the packed int4 weights may hold more: zero columns up to the group).
+    pub(crate) in_features: usize,
     pub(crate) scheme: LinearScheme,
     pub(crate) weights: Weights,
     pub(crate) input: Option<ActScale>,
     pub(crate) isa: Isa,
+}
+
+/// The int4 layout of rows of `k` inputs in groups of `group`: `(packed inputs, group)`. A group
+/// that does not divide `k` gives one group per row, as the pipeline's int4 simulation does
+/// (`WeightFormat::effective_group`), padded with zero columns to a multiple of 8 for the
+/// kernels: the zeros change neither the row's scale nor its codes, and meet zero activations.
+pub(crate) fn int4_layout(k: usize, group: usize) -> Result<(usize, usize)> {
+    if group == 0 || k == 0 {
+        return Err(CoreError::invalid(
+            "group",
+            format!("int4 needs inputs and a group size, got {k} inputs, group {group}"),
+        )
+        .into());
+    }
+    if k.is_multiple_of(group) && group.is_multiple_of(8) {
+        Ok((k, group))
+    } else if k.is_multiple_of(group) {
+        Err(CoreError::invalid(
+            "group",
+            format!("the int4 group {group} is not a multiple of 8 (the kernels' lanes)"),
+        )
+        .into())
+    } else {
+        let padded = k.div_ceil(8) * 8;
+        Ok((padded, padded))
+    }
 }
 
 /// The u8 affine scheme static activations are calibrated for.
@@ -131,17 +159,13 @@ impl QuantizedLinear {
             LinearScheme::WeightOnly(format) => {
                 let packed = match format {
                     BlockFormat::Int4 { group } => {
-                        if group == 0 || !k.is_multiple_of(group) {
-                            return Err(CoreError::invalid(
-                                "group",
-                                format!("{k} inputs are not a multiple of the int4 group {group}"),
-                            )
-                            .into());
-                        }
-                        let q = QuantScheme::int4().per_group(1, group).quantize(w)?;
+                        let (kp, g) = int4_layout(k, group)?;
+                        let mut padded = Array2::<f32>::zeros((n, kp));
+                        padded.slice_mut(s![.., ..k]).assign(w);
+                        let q = QuantScheme::int4().per_group(1, g).quantize(&padded)?;
                         let codes: Vec<i8> = q.codes().iter().map(|&c| c as i8).collect();
                         let scales: Vec<f32> = q.scales().iter().copied().collect();
-                        PackedBlocks::int4(&codes, &scales, n, k, group)?
+                        PackedBlocks::int4(&codes, &scales, n, kp, g)?
                     }
                     other => {
                         let ty = match other {
@@ -167,6 +191,7 @@ impl QuantizedLinear {
             }
         };
         Ok(QuantizedLinear {
+            in_features: k,
             scheme,
             weights,
             input: None,
@@ -181,10 +206,7 @@ impl QuantizedLinear {
 
     /// Inputs.
     pub fn in_features(&self) -> usize {
-        match &self.weights {
-            Weights::Int8 { packed, .. } => packed.cols(),
-            Weights::Blocks { packed, .. } => packed.cols(),
-        }
+        self.in_features
     }
 
     /// Outputs.
@@ -267,7 +289,6 @@ impl QuantizedLinear {
             }
             .into());
         }
-        let xs: Vec<f32> = x.iter().copied().collect();
         let n = self.out_features();
         let mut out = vec![0f32; m * n];
         match &self.weights {
@@ -281,10 +302,17 @@ impl QuantizedLinear {
                         )
                     })?,
                 };
+                let xs: Vec<f32> = x.iter().copied().collect();
                 let q = QuantizedActivations::quantize(&xs, m, k, act)?;
                 w8a8_with(self.isa, par, &q, packed, epilogue, &mut out)?;
             }
             Weights::Blocks { packed, bias, relu } => {
+                // Rows padded with zeros to the packed width (int4 rows not a multiple of 8).
+                let kp = packed.cols();
+                let mut xs = vec![0f32; m * kp];
+                for (dst, src) in xs.chunks_exact_mut(kp).zip(x.rows()) {
+                    dst[..k].iter_mut().zip(src).for_each(|(d, &v)| *d = v);
+                }
                 packed.matmul_with(self.isa, par, &xs, m, &mut out)?;
                 for row in out.chunks_exact_mut(n) {
                     for (v, b) in row.iter_mut().zip(bias) {

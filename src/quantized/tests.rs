@@ -280,6 +280,36 @@ mod conv {
         assert!(
             QuantizedConv2d::from_conv(&bad, LinearScheme::WeightOnly(BlockFormat::Q4_0)).is_err()
         );
+        // int4 with groups of 8 on 9-value patches: one group per row (the pipeline's int4
+        // simulation), padded to 16 inputs for the kernels. The result is the float
+        // convolution with the simulated weights (int4, scale absmax / 7 per row), up to the
+        // 8-bit activation blocks.
+        let int4 = LinearScheme::WeightOnly(BlockFormat::Int4 { group: 8 });
+        let q = QuantizedConv2d::from_conv(&bad, int4).unwrap();
+        let mut sim = bad.clone();
+        let w = sim.weight().clone();
+        let rows = w.shape()[0];
+        let flat = w.into_shape_with_order((rows, 9)).unwrap();
+        let fq = QuantScheme::int4()
+            .per_group(1, 9)
+            .quantize(&flat)
+            .unwrap()
+            .dequantize()
+            .into_shape_with_order((rows, 1, 3, 3))
+            .unwrap();
+        sim.weight_mut().assign(&fq);
+        let x9 = images(2, 1, 6, 6);
+        let want = sim.forward(&x9).unwrap();
+        let y = q.forward(&x9, Par::Seq).unwrap();
+        let peak = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = y
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err <= 0.02 * peak,
+            "int4 on 9-value patches: {err} of {peak}"
+        );
         // Wrong channel count.
         let q = QuantizedConv2d::from_conv(&c, LinearScheme::W8A8Dynamic).unwrap();
         assert!(q.forward(&images(1, 3, 7, 7), Par::Seq).is_err());
@@ -344,6 +374,31 @@ mod conv {
         assert_eq!(back.layers().len(), 5);
         assert_eq!(back.predict(&x, Par::Seq).unwrap(), y);
         assert_eq!(back.weight_bytes(), q.weight_bytes());
+        // int4 in groups of 8: the first convolution's 9-value rows are one padded group each;
+        // they survive the file too.
+        let q4 = QuantizedSequential::from_sequential(
+            &net,
+            LinearScheme::WeightOnly(BlockFormat::Int4 { group: 8 }),
+            &x,
+            8,
+            Calibration::MinMax,
+        )
+        .unwrap();
+        let y4 = q4.predict(&x, Par::Seq).unwrap();
+        let err4 = y4
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err4 <= 0.25 * peak, "int4: max error {err4} of peak {peak}");
+        let path4 = dir.join("cnn4.safetensors");
+        q4.save(&path4).unwrap();
+        assert_eq!(
+            QuantizedSequential::load(&path4)
+                .unwrap()
+                .predict(&x, Par::Seq)
+                .unwrap(),
+            y4
+        );
         // A quantized-MLP file is not a network file: a clear error.
         let mlp = Mlp::<f32>::builder(&[8, 4]).seed(1).build().unwrap();
         let other = dir.join("mlp.safetensors");

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use modelopt_io::{DType, SafetensorsFile, SafetensorsWriter, TensorInfo};
+use modelopt_io::{DType, SafetensorsFile, TensorInfo};
 use modelopt_nn::{Activation, AvgPool2d, Dropout, Layer, MaxPool2d, Window};
 use modelopt_tensor_core::CoreError;
 
-use super::file::{get_linear, put_linear};
+use super::file::{get_linear, put_linear, write_file};
 use super::{QuantizedConv2d, QuantizedLayer, QuantizedSequential};
 use crate::Result;
 
@@ -137,18 +137,7 @@ impl QuantizedSequential {
             meta.insert(p("kind"), kind.to_string());
             meta.insert(p("params"), params);
         }
-        let names: Vec<String> = infos.iter().map(|t| t.name.clone()).collect();
-        let mut writer = SafetensorsWriter::create(path, infos, meta)?;
-        for (name, bytes) in names.iter().zip(&payloads) {
-            writer.write_tensor(name, bytes)?;
-        }
-        writer.finish()?;
-        Ok(std::fs::metadata(path)
-            .map_err(|source| modelopt_io::IoError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len())
+        write_file(path, infos, &payloads, meta)
     }
 
     /// Reads a file written by [`QuantizedSequential::save`]; every tensor's dtype and shape is

@@ -177,8 +177,9 @@ impl Pipeline {
     /// if missing) and measured as read back. The int8 network (W8A8 static) and the int4 one
     /// (weight-only, int8 activation blocks) run in integers from their saved
     /// `QuantizedSequential` files, each beside its f32 simulation; int4 weights with static int8
-    /// activations are simulated only (their row counts the bytes of codes, scales and biases). The datasets' inputs are rows of flattened images; `validation` is
-    /// checked but not used (CNN stages run a fixed number of epochs).
+    /// activations are simulated only (their row counts the bytes of codes, scales and biases).
+    /// The datasets' inputs are rows of flattened images; `validation` is checked but not used
+    /// (CNN stages run a fixed number of epochs).
     ///
     /// Shape mismatches (teacher vs student, data vs networks) are errors naming what differs.
     pub fn run_cnn(

@@ -49,18 +49,20 @@ pub fn w8a8_with(
 ) -> Result<()> {
     check(x, w, epi)?;
     let n = w.rows();
-    run(isa, par, &rows(x), w, out, |p, acc, vals| {
-        epilogue(x, epi, n, p, acc, vals)
+    run(isa, par, &rows(x), w, out, |p, i0, acc, vals| {
+        epilogue(x, epi, n, p, i0, acc, vals)
     })
 }
 
-/// The f32 epilogue of one panel (`acc`, `vals`: `[m][64]`), loops hoisted per operation so
-/// they vectorize; the same operations in the same order as [`Epilogue::finish`].
+/// The f32 epilogue of a block of rows from `i0` of one panel (`acc`, `vals`: `[rows][64]`),
+/// loops hoisted per operation so they vectorize; the same operations in the same order as
+/// [`Epilogue::finish`].
 fn epilogue(
     x: &QuantizedActivations,
     epi: &Epilogue,
     n: usize,
     p: usize,
+    i0: usize,
     acc: &[i64],
     vals: &mut [f32],
 ) {
@@ -73,7 +75,7 @@ fn epilogue(
         .zip(vals.chunks_exact_mut(64))
         .enumerate()
     {
-        let sx = x.scales[i];
+        let sx = x.scales[i0 + i];
         let v = &mut v[..valid];
         for ((v, &a), &s) in v.iter_mut().zip(a).zip(ws) {
             *v = a as f32 * (sx * s);
@@ -111,9 +113,9 @@ pub fn w8a8_i8_with(
 ) -> Result<()> {
     check(x, w, epi)?;
     let n = w.rows();
-    run(isa, par, &rows(x), w, out, |p, acc, vals| {
+    run(isa, par, &rows(x), w, out, |p, i0, acc, vals| {
         let mut y = vec![0f32; vals.len()];
-        epilogue(x, epi, n, p, acc, &mut y);
+        epilogue(x, epi, n, p, i0, acc, &mut y);
         vals.iter_mut()
             .zip(&y)
             .for_each(|(v, &y)| *v = requantize.code(y));

@@ -30,6 +30,8 @@ pub const MAX_K_I32: usize = 131_071;
 const MR: usize = 6;
 /// k-groups (4 inputs each) per cache block: 64 rows x 512 inputs = 32 KiB of weights.
 const KB: usize = 128;
+/// Activation rows per block of a panel's work (a multiple of the AMX kernel's 16).
+const MB: usize = 256;
 
 /// An int8 weight matrix `[n, k]` (row `r` = output channel `r`) packed for the kernels: rows in
 /// panels of 64, inputs in groups of 4 (`[n/64][k/4][64][4]`, zero padded), plus each row's sum
@@ -230,8 +232,9 @@ unsafe fn vnni_rows(
     }
 }
 
-/// Runs the panels (in parallel when `par` allows) and hands each panel's exact accumulators
-/// (`[m][64]`) to `finish`, which returns that panel's output values `[m][64]`; the values are
+/// Runs the panels (in parallel when `par` allows) and hands each panel's exact accumulators,
+/// a block of rows at a time (`finish(panel, first row, [rows][64], out [rows][64])`), to
+/// `finish`, which writes that block's output values; the values are
 /// scattered into `out` (`[m][n]`). The same for any thread count: panels are independent.
 pub(crate) fn run<T, F>(
     isa: Isa,
@@ -243,7 +246,7 @@ pub(crate) fn run<T, F>(
 ) -> Result<()>
 where
     T: Copy + Send + Default,
-    F: Fn(usize, &[i64], &mut [T]) + Sync + Send,
+    F: Fn(usize, usize, &[i64], &mut [T]) + Sync + Send,
 {
     let isa = isa.checked()?;
     let (m, n) = (x.m, w.n);
@@ -254,11 +257,24 @@ where
         return Err(shape(vec![m, 4 * w.groups], vec![x.codes.len()]));
     }
     let tiles = par.map_range(w.panels(), |p| {
-        let mut acc = vec![0i64; m * NR];
-        let mut tile = vec![0i32; m * NR];
-        panel_acc(isa, x, w, p, &mut acc, &mut tile);
+        // Rows in blocks of MB with reused accumulators: a long M (a convolution's patches)
+        // would otherwise allocate and fault in 12 bytes per row and output per panel.
+        let mb = m.min(MB);
+        let mut acc = vec![0i64; mb * NR];
+        let mut tile = vec![0i32; mb * NR];
         let mut vals = vec![T::default(); m * NR];
-        finish(p, &acc, &mut vals);
+        for i0 in (0..m).step_by(MB) {
+            let rows = (m - i0).min(MB);
+            let block = U8Rows {
+                codes: &x.codes[i0 * x.stride..],
+                m: rows,
+                stride: x.stride,
+                zero_points: &x.zero_points[i0..i0 + rows],
+            };
+            let (a, t) = (&mut acc[..rows * NR], &mut tile[..rows * NR]);
+            panel_acc(isa, &block, w, p, a, t);
+            finish(p, i0, a, &mut vals[i0 * NR..(i0 + rows) * NR]);
+        }
         vals
     });
     for (p, vals) in tiles.iter().enumerate() {
@@ -313,7 +329,7 @@ pub fn gemm_i8_i64_with(
         stride,
         zero_points: &zps,
     };
-    run(isa, par, &x, w, out, |_, acc, vals| {
+    run(isa, par, &x, w, out, |_, _, acc, vals| {
         vals.copy_from_slice(acc)
     })
 }
@@ -352,7 +368,7 @@ pub fn gemm_i8_with(
         zero_points: &zps,
     };
     // |acc| <= K * 2^14 < 2^31 for K <= MAX_K_I32: the narrowing is exact.
-    run(isa, par, &x, w, out, |_, acc, vals| {
+    run(isa, par, &x, w, out, |_, _, acc, vals| {
         vals.iter_mut().zip(acc).for_each(|(v, &a)| *v = a as i32)
     })
 }
@@ -413,6 +429,8 @@ mod tests {
             (17, 65, 100),
             (33, 130, 2049),
             (48, 64, 512),
+            // More rows than one block of MB (256): blocks of rows with reused accumulators.
+            (530, 70, 100),
         ] {
             let a: Vec<i8> = (0..m * k).map(|_| rng.random()).collect();
             let w: Vec<i8> = (0..n * k).map(|_| rng.random()).collect();

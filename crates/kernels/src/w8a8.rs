@@ -77,8 +77,16 @@ fn epilogue(
     {
         let sx = x.scales[i0 + i];
         let v = &mut v[..valid];
-        for ((v, &a), &s) in v.iter_mut().zip(a).zip(ws) {
-            *v = a as f32 * (sx * s);
+        if x.k <= crate::MAX_K_I32 {
+            // Every sum fits in i32, whose conversion to f32 vectorizes (i64's needs AVX-512DQ)
+            // and rounds the same integer to the same f32.
+            for ((v, &a), &s) in v.iter_mut().zip(a).zip(ws) {
+                *v = (a as i32) as f32 * (sx * s);
+            }
+        } else {
+            for ((v, &a), &s) in v.iter_mut().zip(a).zip(ws) {
+                *v = a as f32 * (sx * s);
+            }
         }
         if let Some(b) = bias {
             v.iter_mut().zip(b).for_each(|(v, &b)| *v += b);

@@ -144,7 +144,6 @@ pub(crate) struct U8Rows<'a> {
 /// Exact `sum_k (x[i][k] - zp[i]) * w[r][k]` for one panel: `acc` is `[m][64]`, overwritten.
 fn panel_acc(isa: Isa, x: &U8Rows<'_>, w: &PackedI8, p: usize, acc: &mut [i64], tile: &mut [i32]) {
     let (m, stride) = (x.m, x.stride);
-    acc.fill(0);
     let chunk_groups = K_CHUNK / 4;
     let wp = w.panel(p);
     for (c, g0) in (0..w.groups).step_by(chunk_groups).enumerate() {
@@ -185,12 +184,19 @@ fn panel_acc(isa: Isa, x: &U8Rows<'_>, w: &PackedI8, p: usize, acc: &mut [i64], 
         let sums = &w.row_sums[c * w.panels() * NR + p * NR..][..NR];
         for i in 0..m {
             let zp = x.zero_points[i] as i64;
-            for ((a, &t), &s) in acc[i * NR..(i + 1) * NR]
+            let rows = acc[i * NR..(i + 1) * NR]
                 .iter_mut()
                 .zip(&tile[i * NR..])
-                .zip(sums)
-            {
-                *a += t as i64 - zp * s as i64;
+                .zip(sums);
+            if c == 0 {
+                // The first chunk sets the accumulators (no separate zeroing pass).
+                for ((a, &t), &s) in rows {
+                    *a = t as i64 - zp * s as i64;
+                }
+            } else {
+                for ((a, &t), &s) in rows {
+                    *a += t as i64 - zp * s as i64;
+                }
             }
         }
     }

@@ -57,17 +57,12 @@ pub fn save_sequential(network: &Sequential<f32>, path: impl AsRef<Path>) -> Res
             payloads.push(f32_to_bytes(&v));
         }
     }
-    let mut writer = SafetensorsWriter::create(path, infos, BTreeMap::new())?;
-    for ((name, _), bytes) in state.iter().zip(&payloads) {
-        writer.write_tensor(name, bytes)?;
-    }
-    writer.finish()?;
-    Ok(std::fs::metadata(path)
-        .map_err(|source| modelopt_io::IoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len())
+    Ok(SafetensorsWriter::write_all(
+        path,
+        infos,
+        &payloads,
+        BTreeMap::new(),
+    )?)
 }
 
 /// Reads a `state_dict` saved as safetensors (by [`save_sequential`] or by torch) into a copy of

@@ -142,18 +142,9 @@ pub fn save_mlp(network: &Mlp<f32>, path: impl AsRef<Path>, format: WeightFormat
     if format != WeightFormat::F32 {
         metadata.insert(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string());
     }
-    let names: Vec<String> = infos.iter().map(|t| t.name.clone()).collect();
-    let mut writer = SafetensorsWriter::create(path, infos, metadata)?;
-    for (name, bytes) in names.iter().zip(&payloads) {
-        writer.write_tensor(name, bytes)?;
-    }
-    writer.finish()?;
-    Ok(std::fs::metadata(path)
-        .map_err(|source| modelopt_io::IoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len())
+    Ok(SafetensorsWriter::write_all(
+        path, infos, &payloads, metadata,
+    )?)
 }
 
 /// Reads a file written by [`save_mlp`] (any weight format; quantized weights are dequantized)

@@ -69,7 +69,9 @@ impl QuantizedMlp {
         for (i, layer) in self.layers.iter().enumerate() {
             put_linear(layer, &format!("layers.{i}."), &mut add, &mut metadata);
         }
-        write_file(path, infos, &payloads, metadata)
+        Ok(SafetensorsWriter::write_all(
+            path, infos, &payloads, metadata,
+        )?)
     }
 
     /// Reads a file written by [`QuantizedMlp::save`]; every tensor's dtype and shape is checked.
@@ -169,28 +171,6 @@ pub(crate) fn put_linear(
             add(p("bias"), DType::F32, vec![n], f32_to_bytes(bias));
         }
     }
-}
-
-/// Writes `infos` with their `payloads` and `metadata` to `path` (atomically, as
-/// [`SafetensorsWriter`] does) and returns the file's size in bytes.
-pub(crate) fn write_file(
-    path: &Path,
-    infos: Vec<TensorInfo>,
-    payloads: &[Vec<u8>],
-    metadata: BTreeMap<String, String>,
-) -> Result<u64> {
-    let names: Vec<String> = infos.iter().map(|t| t.name.clone()).collect();
-    let mut writer = SafetensorsWriter::create(path, infos, metadata)?;
-    for (name, bytes) in names.iter().zip(payloads) {
-        writer.write_tensor(name, bytes)?;
-    }
-    writer.finish()?;
-    Ok(std::fs::metadata(path)
-        .map_err(|source| modelopt_io::IoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len())
 }
 
 /// Reads the linear layer [`put_linear`] wrote under `prefix`, checking every tensor's dtype and

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use modelopt_io::{DType, SafetensorsFile, TensorInfo};
+use modelopt_io::{DType, SafetensorsFile, SafetensorsWriter, TensorInfo};
 use modelopt_nn::{Activation, AvgPool2d, Dropout, Layer, MaxPool2d, Window};
 use modelopt_tensor_core::CoreError;
 
-use super::file::{get_linear, put_linear, write_file};
+use super::file::{get_linear, put_linear};
 use super::{QuantizedConv2d, QuantizedLayer, QuantizedSequential};
 use crate::Result;
 
@@ -137,7 +137,7 @@ impl QuantizedSequential {
             meta.insert(p("kind"), kind.to_string());
             meta.insert(p("params"), params);
         }
-        write_file(path, infos, &payloads, meta)
+        Ok(SafetensorsWriter::write_all(path, infos, &payloads, meta)?)
     }
 
     /// Reads a file written by [`QuantizedSequential::save`]; every tensor's dtype and shape is

@@ -32,6 +32,50 @@ pub struct SafetensorsWriter {
 }
 
 impl SafetensorsWriter {
+    /// Writes a whole small file in one call: `tensors` with their bytes `payloads` (same order)
+    /// and `metadata`, atomically as [`SafetensorsWriter::create`] and
+    /// [`finish`](SafetensorsWriter::finish) do; returns the file's size in bytes. Errors as
+    /// `create` and `write_tensor` do, and on a payload count other than the tensors'.
+    ///
+    /// ```
+    /// use modelopt_io::{DType, SafetensorsFile, SafetensorsWriter, TensorInfo};
+    /// let path = std::env::temp_dir().join(format!("modelopt-stw-all-{}.safetensors", std::process::id()));
+    /// let tensors = vec![TensorInfo::new("b", DType::U8, vec![3])];
+    /// let size = SafetensorsWriter::write_all(&path, tensors, &[vec![1u8, 2, 3]], Default::default())?;
+    /// assert_eq!(size, std::fs::metadata(&path)?.len());
+    /// assert_eq!(SafetensorsFile::open(&path)?.tensor_bytes("b")?, &[1, 2, 3]);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_all<B: AsRef<[u8]>>(
+        path: impl AsRef<Path>,
+        tensors: Vec<TensorInfo>,
+        payloads: &[B],
+        metadata: BTreeMap<String, String>,
+    ) -> Result<u64> {
+        let path = path.as_ref();
+        if payloads.len() != tensors.len() {
+            return Err(IoError::Usage(format!(
+                "{}: {} payloads for {} tensors",
+                path.display(),
+                payloads.len(),
+                tensors.len()
+            )));
+        }
+        let names: Vec<String> = tensors.iter().map(|t| t.name.clone()).collect();
+        let mut writer = SafetensorsWriter::create(path, tensors, metadata)?;
+        for (name, bytes) in names.iter().zip(payloads) {
+            writer.write_tensor(name, bytes.as_ref())?;
+        }
+        writer.finish()?;
+        Ok(std::fs::metadata(path)
+            .map_err(|source| IoError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len())
+    }
+
     /// Declares the tensors (written later in this order) and the `__metadata__` map, and writes
     /// the header to a temporary file beside `path`.
     ///
